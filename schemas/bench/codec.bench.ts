@@ -1,0 +1,104 @@
+/**
+ * bench:codec — encode + decode + validate throughput and wire size of a SQAL sample and a fridge
+ * reading, CBOR (this codec) vs JSON (JSON.stringify + JSON.parse + the same zod validation).
+ * Target (issue #2): SQAL sample CBOR encode+decode+validate ≥ 50,000/s on one core; CBOR ≤ ½ JSON size.
+ * Usage: npm run bench:codec [-- --seconds 3]
+ */
+import { decodeMessage, encodeCbor, toJsonValue, FridgeReadingSchema, SqalSampleSchema } from "../src/index.ts";
+import { createRng } from "@esp-fleet/common/random";
+
+const seconds = Number(process.argv[process.argv.indexOf("--seconds") + 1]) || 3;
+const rng = createRng(7);
+const sample = {
+  v: 1,
+  dev: "ESP32_LL_01",
+  boot: 12,
+  seq: 345,
+  ts: 1_764_547_200_123,
+  sample: "S-12-345",
+  lot: "LL2512001",
+  idx: 3,
+  tof: {
+    dist: Uint16Array.from({ length: 64 }, () => rng.int(15, 100)),
+    status: Uint8Array.from({ length: 64 }, () => 5),
+    refl: Uint8Array.from({ length: 64 }, () => rng.int(30, 60)),
+    amp: Uint16Array.from({ length: 64 }, () => rng.int(500, 4095)),
+    amb: 4,
+    h: 100,
+  },
+  spec: {
+    f1: 412,
+    f2: 598,
+    f3: 505,
+    f4: 1890,
+    f5: 911,
+    f6: 603,
+    f7: 1148,
+    f8: 752,
+    clear: 6480,
+    nir: 611,
+    gain: 3,
+    atime: 29,
+    astep: 599,
+  },
+  temp: 24.5,
+};
+const fridge = {
+  v: 1,
+  dev: "FRIDGE_LL_01",
+  boot: 3,
+  seq: 9001,
+  ts: 1_764_547_200_123,
+  t: 4.82,
+  t_evap: -8.4,
+  p_lo: 2.47,
+  p_hi: 11.9,
+  i_comp: 15.3,
+  v_sup: 379.6,
+  vib: 0.52,
+  rh: 64.1,
+  flow: 99.7,
+  door: false,
+  comp: true,
+  defrost: false,
+  sim: { fault: null },
+};
+
+function measure(name: string, fn: () => void): number {
+  for (let i = 0; i < 2000; i++) fn(); // warm up
+  let n = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  while (performance.now() < end) {
+    for (let i = 0; i < 500; i++) fn();
+    n += 500;
+  }
+  const rate = n / ((performance.now() - t0) / 1000);
+  console.log(`  ${name.padEnd(44)} ${Math.round(rate).toLocaleString("en-US").padStart(10)} ops/s`);
+  return rate;
+}
+
+const results: Record<string, number> = {};
+for (const [label, msg, topic, schema] of [
+  ["SQAL sample", sample, "LL/sqal/ESP32_LL_01/telemetry", SqalSampleSchema],
+  ["fridge reading", fridge, "LL/fridge/FRIDGE_LL_01/telemetry", FridgeReadingSchema],
+] as const) {
+  const cbor = encodeCbor(msg);
+  const json = Buffer.from(JSON.stringify(toJsonValue(msg)));
+  console.log(`${label}: CBOR ${cbor.length} B, JSON ${json.length} B (CBOR/JSON = ${(cbor.length / json.length).toFixed(2)})`);
+  results[`${label} cbor`] = measure(`${label}: CBOR encode+decode+validate`, () => {
+    const r = decodeMessage(topic, encodeCbor(msg));
+    if (!r.ok) throw new Error(r.error.error);
+  });
+  const plain = toJsonValue(msg);
+  results[`${label} json`] = measure(`${label}: JSON stringify+parse+validate`, () => {
+    const r = (schema as typeof SqalSampleSchema).safeParse(JSON.parse(JSON.stringify(plain)));
+    if (!r.success) throw new Error(r.error.message);
+  });
+  measure(`${label}: CBOR encode only`, () => encodeCbor(msg));
+  measure(`${label}: CBOR decode+validate only`, () => decodeMessage(topic, cbor));
+}
+const target = results["SQAL sample cbor"]! >= 50_000 ? "meets" : "MISSES";
+console.log(
+  `\nSQAL sample encode+decode+validate: ${Math.round(results["SQAL sample cbor"]!).toLocaleString("en-US")}/s — ${target} the 50,000/s target`,
+);
