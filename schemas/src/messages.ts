@@ -14,22 +14,33 @@ const uint = z.number().int().nonnegative();
 const u16 = z.number().int().min(0).max(65535);
 const u8 = z.number().int().min(0).max(255);
 
-function typedArray<T extends Uint8Array | Uint16Array>(
-  name: "uint8" | "uint16",
-  ctor: { new (a: ArrayLike<number>): T },
-  element: z.ZodNumber,
-  length: number,
-) {
+function typedArrayMeta(name: "uint8" | "uint16", length: number) {
+  return { description: `${length} × ${name} (RFC 8746 tag ${name === "uint8" ? 64 : 69}, or a plain array)` };
+}
+
+function lengthIssue(ctx: z.RefinementCtx, name: string, length: number, got: number) {
+  ctx.addIssue({ code: "custom", message: `expected ${length} ${name} values, got ${got}` });
+  return z.NEVER;
+}
+
+/** `length` × uint16: a Uint16Array (RFC 8746 tag 69) or a plain array of integers (normalised). */
+function uint16Array(length: number) {
   return z
-    .union([z.instanceof(ctor as unknown as typeof Uint8Array), z.array(element)])
-    .transform((v, ctx) => {
-      if (v.length !== length) {
-        ctx.addIssue({ code: "custom", message: `expected ${length} ${name} values, got ${v.length}` });
-        return z.NEVER;
-      }
-      return v instanceof ctor ? (v as T) : new ctor(v as ArrayLike<number>);
-    })
-    .meta({ description: `${length} × ${name} (RFC 8746 tag ${name === "uint8" ? 64 : 69}, or a plain array)` });
+    .union([z.instanceof(Uint16Array), z.array(u16)])
+    .transform((v, ctx) =>
+      v.length !== length ? lengthIssue(ctx, "uint16", length, v.length) : v instanceof Uint16Array ? v : Uint16Array.from(v),
+    )
+    .meta(typedArrayMeta("uint16", length));
+}
+
+/** `length` × uint8: a Uint8Array (RFC 8746 tag 64, or a byte string) or a plain array of integers. */
+function uint8Array(length: number) {
+  return z
+    .union([z.instanceof(Uint8Array), z.array(u8)])
+    .transform((v, ctx) =>
+      v.length !== length ? lengthIssue(ctx, "uint8", length, v.length) : v instanceof Uint8Array ? v : Uint8Array.from(v),
+    )
+    .meta(typedArrayMeta("uint8", length));
 }
 
 export const EnvelopeSchema = z.object({
@@ -47,10 +58,10 @@ export const FaultIdSchema = z.enum(FAULT_IDS);
 // ---------------------------------------------------------------- SQAL station (VL53L8CH + AS7341)
 
 export const TofFrameSchema = z.object({
-  dist: typedArray("uint16", Uint16Array, u16, TOF_ZONES).describe("distance per zone, mm, row-major 8×8"),
-  status: typedArray("uint8", Uint8Array, u8, TOF_ZONES).describe("target status per zone (5 = valid)"),
-  refl: typedArray("uint8", Uint8Array, u8, TOF_ZONES).describe("reflectance per zone, %"),
-  amp: typedArray("uint16", Uint16Array, u16, TOF_ZONES).describe("signal amplitude per zone, 0-4095"),
+  dist: uint16Array(TOF_ZONES).describe("distance per zone, mm, row-major 8×8"),
+  status: uint8Array(TOF_ZONES).describe("target status per zone (5 = valid)"),
+  refl: uint8Array(TOF_ZONES).describe("reflectance per zone, %"),
+  amp: uint16Array(TOF_ZONES).describe("signal amplitude per zone, 0-4095"),
   amb: u16.optional().describe("ambient rate, kcps/SPAD (frame mean)"),
   h: u16.default(100).describe("sensor height above the tray floor, mm"),
 });
