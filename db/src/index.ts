@@ -1,1 +1,3 @@
 export * from "./types.ts";
+export * from "./open.ts";
+export * from "./migrate.ts";

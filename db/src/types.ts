@@ -10,6 +10,16 @@ export interface QueryResult<R> {
 
 export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /**
+   * Run a script of several `;`-separated statements without parameters (migrations). Not for values
+   * that came from outside.
+   */
+  exec(sql: string): Promise<void>;
+  /**
+   * `COPY <table> [(cols)] FROM STDIN` with `data` in PostgreSQL's text format (tab-separated, `\N` for
+   * NULL, one row per line). Returns the number of rows copied. Available on both implementations.
+   */
+  copyFrom(sql: string, data: string): Promise<number>;
 }
 
 export interface Db extends Queryable {
@@ -18,6 +28,11 @@ export interface Db extends Queryable {
   readonly timescale: boolean;
   /** Run `fn` in one transaction (BEGIN … COMMIT, ROLLBACK on throw) on one connection. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Run `fn` on one dedicated connection without an implicit transaction (session-level advisory locks,
+   * statements that refuse to run inside a transaction block).
+   */
+  withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
   /** `SELECT 1` — for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;
