@@ -1,0 +1,423 @@
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { Logger } from "@esp-fleet/common/logger";
+import { errorMessage } from "@esp-fleet/common/errors";
+import type { Db } from "@esp-fleet/db";
+import { parseTopic } from "@esp-fleet/schemas";
+import { classify, type ChannelTable, type Outcome } from "./rows.ts";
+import { isTransientDbError, writeBatch, type BatchItem } from "./store.ts";
+import { ownsDevice, subscriptionFilters, type Partition } from "./partition.ts";
+
+export interface IngestOptions {
+  db: Db;
+  mqttUrl: string;
+  mqttUsername?: string | undefined;
+  mqttPassword?: string | undefined;
+  /** Stable across restarts: the broker keeps this persistent session's queue while ingest is down. */
+  clientId: string;
+  logger: Logger;
+  /** Prometheus registry for the ingest metrics (the shared HttpContext's). */
+  metrics?: Registry;
+  /** Flush when this many messages are waiting (default 1000). */
+  batchSize?: number;
+  /** …or when the oldest waiting message is this old (default 50 ms). */
+  batchMs?: number;
+  /** Received but not yet acknowledged messages above which ingest stops reading from the broker (default 20 000). */
+  maxPending?: number;
+  /** `last_seen` is rewritten at most this often per device (default 5000 ms). */
+  lastSeenResolutionMs?: number;
+  /** Longest pause between retries of a batch while the database is down (default 5000 ms). */
+  maxRetryDelayMs?: number;
+  partition?: Partition;
+  /** Extra MQTT.js options (tests: reconnectPeriod, keepalive). */
+  mqttOptions?: Partial<IClientOptions>;
+}
+
+export interface IngestStats {
+  received: number;
+  stored: number;
+  duplicates: number;
+  deadLettered: number;
+  ignored: number;
+  notMine: number;
+  pending: number;
+  batches: number;
+  retries: number;
+  acked: number;
+  connected: boolean;
+  dbHealthy: boolean;
+  lastDbError: string | null;
+}
+
+export interface IngestService {
+  start(): Promise<void>;
+  /** Flush and acknowledge what was received (waiting up to `timeoutMs` for the database), then disconnect. */
+  stop(timeoutMs?: number): Promise<void>;
+  stats(): IngestStats;
+  readonly db: Db;
+  /** Broker connection state, for readiness. */
+  mqttConnected(): boolean;
+  /** Resolves when everything received so far is committed and acknowledged. */
+  drain(): Promise<void>;
+}
+
+interface Entry extends BatchItem {
+  messageId: number | undefined;
+  /** The connection the message came on: a PUBACK only makes sense on that same connection. */
+  stream: unknown;
+}
+
+/**
+ * Sentinel passed to MQTT.js's handleMessage callback: MQTT.js then skips its own PUBACK and moves to
+ * the next packet (it ignores the error). The PUBACK is sent later, after the batch commits.
+ */
+const DEFER_ACK = new Error("ack deferred until commit");
+
+/** MQTT.js sends its own PUBACKs through this (private) method; ours go the same way. */
+interface PacketSender {
+  _sendPacket(packet: { cmd: "puback"; messageId: number }, cb?: () => void): void;
+}
+
+export function createIngest(options: IngestOptions): IngestService {
+  const log = options.logger.child({ component: "ingest" });
+  const db = options.db;
+  const batchSize = options.batchSize ?? 1000;
+  const batchMs = options.batchMs ?? 50;
+  const maxPending = options.maxPending ?? 20_000;
+  const lastSeenResolutionMs = options.lastSeenResolutionMs ?? 5000;
+  const maxRetryDelayMs = options.maxRetryDelayMs ?? 5000;
+  const partition = options.partition ?? {};
+  const m = createMetrics(options.metrics);
+
+  const lastSeen = new Map<string, number>();
+  const stats: IngestStats = {
+    received: 0,
+    stored: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    ignored: 0,
+    notMine: 0,
+    pending: 0,
+    batches: 0,
+    retries: 0,
+    acked: 0,
+    connected: false,
+    dbHealthy: true,
+    lastDbError: null,
+  };
+
+  let client: MqttClient | undefined;
+  let queue: Entry[] = [];
+  let inflight = 0;
+  let flushing: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let blocked: (() => void) | undefined;
+  let stopping = false;
+  let stopDeadline = Infinity;
+  let drainWaiters: (() => void)[] = [];
+
+  const waiting = () => queue.length + inflight;
+
+  function onPublish(packet: IPublishPacket, callback: (err?: Error) => void): void {
+    const receivedAt = Date.now();
+    const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+    const stream = client?.stream;
+    stats.received++;
+    let outcome: Outcome;
+    try {
+      outcome = classify(packet.topic, payload, receivedAt);
+    } catch (e) {
+      // classify never throws by design; if it ever does, the message is dead-lettered, not lost.
+      log.error({ err: e, topic: packet.topic }, "classify threw");
+      outcome = { type: "dead", stage: "internal", reason: errorMessage(e), dev: null };
+    }
+    if (outcome.type === "row" || outcome.type === "meta") {
+      if (!ownsDevice(partition, outcome.device.dev)) {
+        stats.notMine++;
+        callback(); // another worker's device: acknowledge now, store nothing
+        return;
+      }
+    }
+    m.received.inc({ channel: channelOf(packet.topic) });
+    if (outcome.type === "dead")
+      log.warn({ topic: packet.topic, stage: outcome.stage, reason: outcome.reason }, "message dead-lettered");
+    queue.push({ outcome, topic: packet.topic, payload, receivedAt, messageId: packet.messageId, stream });
+    stats.pending = waiting();
+    m.pending.set(stats.pending);
+    if (queue.length >= batchSize) kick();
+    else if (!timer && !flushing) timer = setTimeout(kick, batchMs);
+    if (waiting() >= maxPending) {
+      // Back-pressure: hold MQTT.js's packet loop; the socket stops being read, the broker queues.
+      blocked = () => callback(DEFER_ACK);
+      m.backpressure.inc();
+    } else {
+      callback(DEFER_ACK);
+    }
+  }
+
+  function kick(): void {
+    if (timer) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (!flushing) flushing = flushLoop().finally(() => (flushing = undefined));
+  }
+
+  async function flushLoop(): Promise<void> {
+    while (queue.length > 0) {
+      const oldest = queue[0]!.receivedAt;
+      const due = queue.length >= batchSize || stopping || Date.now() - oldest >= batchMs;
+      if (!due) {
+        timer = setTimeout(kick, Math.max(1, oldest + batchMs - Date.now()));
+        return;
+      }
+      const batch = queue.slice(0, batchSize);
+      queue = queue.slice(batch.length);
+      inflight = batch.length;
+      const committed = await commit(batch);
+      inflight = 0;
+      if (committed) ack(batch);
+      else queue = batch.concat(queue); // stop() gave up: the broker redelivers the unacknowledged
+      stats.pending = waiting();
+      m.pending.set(stats.pending);
+      if (blocked && waiting() < maxPending) {
+        const release = blocked;
+        blocked = undefined;
+        release();
+      }
+      if (!committed) break;
+    }
+    if (waiting() === 0) {
+      const w = drainWaiters;
+      drainWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** Commit one batch, retrying while the database is unreachable. false only when stop() gave up. */
+  async function commit(batch: Entry[]): Promise<boolean> {
+    let delay = 100;
+    for (;;) {
+      const t0 = performance.now();
+      try {
+        await writeAndCount(batch);
+        m.batchSeconds.observe((performance.now() - t0) / 1000);
+        if (!stats.dbHealthy) log.info({ retries: stats.retries }, "database is back; ingest resumed");
+        stats.dbHealthy = true;
+        m.dbUp.set(1);
+        return true;
+      } catch (e) {
+        if (!isTransientDbError(e)) {
+          log.warn({ err: e, size: batch.length }, "batch refused by the database; storing its messages one by one");
+          const ok = await commitOneByOne(batch);
+          if (ok) return true;
+        } else {
+          if (stats.dbHealthy) log.warn({ err: e }, "database unavailable; holding acknowledgements and retrying");
+          stats.dbHealthy = false;
+          stats.lastDbError = errorMessage(e);
+          m.dbUp.set(0);
+        }
+        stats.retries++;
+        m.retries.inc();
+        if (stopping && Date.now() + delay > stopDeadline) return false;
+        await sleep(delay);
+        delay = Math.min(delay * 2, maxRetryDelayMs);
+      }
+    }
+  }
+
+  /** Isolate the message the database refuses (e.g. a value out of a column's range): it becomes a dead letter. */
+  async function commitOneByOne(batch: Entry[]): Promise<boolean> {
+    for (const entry of batch) {
+      try {
+        await writeAndCount([entry]);
+      } catch (e) {
+        if (isTransientDbError(e)) return false;
+        log.warn({ err: e, topic: entry.topic }, "message refused by the database; dead-lettered");
+        const dead: Entry = {
+          ...entry,
+          outcome: { type: "dead", stage: "store", reason: errorMessage(e).slice(0, 500), dev: deviceOf(entry.outcome) },
+        };
+        try {
+          await writeAndCount([dead]);
+        } catch {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  async function writeAndCount(batch: Entry[]): Promise<void> {
+    const r = await writeBatch(db, batch, { get: (dev) => lastSeen.get(dev) }, lastSeenResolutionMs);
+    const now = Date.now();
+    for (const [dev, at] of r.seen) lastSeen.set(dev, at);
+    for (const [table, n] of Object.entries(r.inserted) as [ChannelTable, number][]) {
+      stats.stored += n;
+      m.stored.inc({ table }, n);
+    }
+    for (const [table, n] of Object.entries(r.duplicates) as [ChannelTable, number][]) {
+      stats.duplicates += n;
+      if (n > 0) m.duplicates.inc({ table }, n);
+    }
+    for (const e of batch) {
+      if (e.outcome.type === "dead") m.deadLetters.inc({ stage: e.outcome.stage });
+      if (e.outcome.type === "ignored") stats.ignored++;
+      m.commitLag.observe((now - e.receivedAt) / 1000);
+    }
+    stats.deadLettered += r.deadLetters;
+    stats.batches++;
+  }
+
+  function ack(batch: Entry[]): void {
+    const c = client;
+    if (!c) return;
+    for (const e of batch) {
+      if (e.messageId === undefined) continue; // QoS 0
+      // Only on the connection the message came on; after a reconnect the broker redelivers it and the
+      // duplicate is stored as nothing.
+      if (!c.connected || c.stream !== e.stream) continue;
+      (c as unknown as PacketSender)._sendPacket({ cmd: "puback", messageId: e.messageId });
+      stats.acked++;
+    }
+  }
+
+  return {
+    db,
+    async start() {
+      const opts: IClientOptions = {
+        clientId: options.clientId,
+        clean: false,
+        username: options.mqttUsername,
+        password: options.mqttPassword,
+        reconnectPeriod: 1000,
+        connectTimeout: 10_000,
+        resubscribe: false,
+        manualConnect: true,
+        ...options.mqttOptions,
+      };
+      const c = mqtt.connect(options.mqttUrl, opts);
+      client = c;
+      // Before CONNACK (DESIGN §9): messages queued for the persistent session arrive right after it.
+      c.handleMessage = onPublish;
+      const subscribeIfNeeded = (sessionPresent: boolean) => {
+        if (sessionPresent) return;
+        const f = subscriptionFilters(partition);
+        c.subscribe(f, { qos: 1 }, (err, granted) => {
+          if (err) log.error({ err }, "subscribe failed");
+          else if (granted?.some((g) => g.qos === 128)) log.error({ granted }, "broker refused a subscription");
+          else log.info({ filters: f }, "subscribed");
+        });
+      };
+      c.on("connect", (connack) => {
+        stats.connected = true;
+        m.mqttUp.set(1);
+        log.info(
+          { url: options.mqttUrl, clientId: options.clientId, sessionPresent: connack.sessionPresent },
+          "connected to broker",
+        );
+        subscribeIfNeeded(connack.sessionPresent);
+      });
+      c.on("close", () => {
+        if (stats.connected) log.warn("broker connection lost; reconnecting");
+        stats.connected = false;
+        m.mqttUp.set(0);
+      });
+      c.on("error", (err) => log.warn({ err }, "MQTT error"));
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no CONNACK from ${options.mqttUrl} within 10 s`)), 10_000);
+        c.once("connect", () => {
+          clearTimeout(t);
+          resolve();
+        });
+        c.connect();
+      }).catch(async (e: unknown) => {
+        await c.endAsync(true);
+        throw e;
+      });
+    },
+    async stop(timeoutMs = 10_000) {
+      if (stopping) return;
+      stopping = true;
+      stopDeadline = Date.now() + timeoutMs;
+      if (blocked) {
+        const release = blocked;
+        blocked = undefined;
+        release();
+      }
+      kick();
+      while (flushing) await flushing;
+      if (client) await client.endAsync(false);
+      log.info({ ...stats }, "ingest stopped");
+    },
+    stats: () => ({ ...stats, pending: waiting() }),
+    mqttConnected: () => client?.connected ?? false,
+    drain() {
+      if (waiting() === 0) return Promise.resolve();
+      return new Promise((resolve) => drainWaiters.push(resolve));
+    },
+  };
+}
+
+function deviceOf(o: Outcome): string | null {
+  return o.type === "row" || o.type === "meta" ? o.device.dev : o.type === "dead" ? o.dev : null;
+}
+
+function channelOf(topic: string): string {
+  const t = parseTopic(topic);
+  if (!t.ok) return "invalid";
+  return t.value.type === "device" ? t.value.channel : t.value.type;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function createMetrics(registry: Registry | undefined) {
+  const registers = registry ? [registry] : [];
+  return {
+    received: new Counter({
+      name: "esp_fleet_ingest_received_total",
+      help: "messages received, by channel",
+      labelNames: ["channel"],
+      registers,
+    }),
+    stored: new Counter({
+      name: "esp_fleet_ingest_stored_total",
+      help: "rows stored, by table",
+      labelNames: ["table"],
+      registers,
+    }),
+    duplicates: new Counter({
+      name: "esp_fleet_ingest_duplicates_total",
+      help: "redelivered messages already stored (stored nothing)",
+      labelNames: ["table"],
+      registers,
+    }),
+    deadLetters: new Counter({
+      name: "esp_fleet_ingest_dead_letters_total",
+      help: "messages dead-lettered, by stage",
+      labelNames: ["stage"],
+      registers,
+    }),
+    retries: new Counter({ name: "esp_fleet_ingest_db_retries_total", help: "batch commits retried", registers }),
+    backpressure: new Counter({
+      name: "esp_fleet_ingest_backpressure_total",
+      help: "times ingest stopped reading from the broker",
+      registers,
+    }),
+    batchSeconds: new Histogram({
+      name: "esp_fleet_ingest_batch_seconds",
+      help: "batch commit time",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    commitLag: new Histogram({
+      name: "esp_fleet_ingest_commit_lag_seconds",
+      help: "receive → commit lag per message",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    pending: new Gauge({ name: "esp_fleet_ingest_pending", help: "received, not yet committed and acknowledged", registers }),
+    dbUp: new Gauge({ name: "esp_fleet_ingest_db_up", help: "1 when the last commit succeeded", registers }),
+    mqttUp: new Gauge({ name: "esp_fleet_ingest_mqtt_connected", help: "1 while connected to the broker", registers }),
+  };
+}
