@@ -1,5 +1,25 @@
-// Placeholder until issue #4 lands: the command exists in `esp-fleet --help` but is not built yet.
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write("esp-fleet: this command is not built yet (issue #4)\n");
-  return 2;
+import { Command } from "commander";
+import { configDocs } from "@esp-fleet/common/config";
+import { BrokerConfigSchema } from "./config.ts";
+import { main } from "./main.ts";
+
+/** `esp-fleet broker`: the broker alone, configured by environment variables. */
+export async function run(argv: string[]): Promise<number> {
+  const vars = configDocs(BrokerConfigSchema)
+    .map((r) => `  ${r.variable.padEnd(26)} ${r.description}${r.default ? ` (default ${r.default})` : ""}`)
+    .join("\n");
+  const program = new Command("esp-fleet broker")
+    .description(
+      "The MQTT broker (Aedes): TCP, WebSocket and optional TLS listeners, per-device credentials, topic ACLs, health/metrics over HTTP.",
+    )
+    .addHelpText("after", `\nConfigured by environment variables:\n${vars}\n`)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    program.parse(argv, { from: "user" });
+  } catch (e) {
+    const code = (e as { exitCode?: number }).exitCode;
+    return code ?? 2;
+  }
+  return main();
 }

@@ -1,0 +1,268 @@
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
+import type { IncomingMessage } from "node:http";
+import { Aedes, type AedesPublishPacket, type Client } from "aedes";
+import { createHttpContext, type HttpContext } from "@esp-fleet/common/http";
+import { createLogger, type Logger } from "@esp-fleet/common/logger";
+import { errorMessage } from "@esp-fleet/common/errors";
+import type { Db } from "@esp-fleet/db";
+import { createAuthHooks } from "./auth.ts";
+import type { BrokerConfig } from "./config.ts";
+import { FileCredentialStore, type CredentialStore } from "./credentials.ts";
+import { DbCredentialStore } from "./credential-db-store.ts";
+import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
+import { installEmitterTrampoline, type EmitterLike } from "./overload.ts";
+import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
+import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
+
+export interface BrokerDeps {
+  logger?: Logger;
+  /** the shared HTTP context (readiness + metrics registry); one is created when absent */
+  http?: HttpContext;
+  /** where credentials live; default: `db` when given, else the credentials file */
+  credentials?: CredentialStore;
+  /** the shared database (all-in-one); credentials then live in its `credentials` table */
+  db?: Db;
+}
+
+export interface BrokerPorts {
+  mqtt: number;
+  ws?: number;
+  tls?: number;
+}
+
+export interface BrokerService {
+  readonly aedes: Aedes;
+  readonly http: HttpContext;
+  readonly metrics: BrokerMetrics;
+  readonly credentials: CredentialStore;
+  readonly backend: "memory" | "redis";
+  /** the bound ports, valid after start() (configured port 0 → the one the OS chose) */
+  readonly ports: BrokerPorts;
+  start(): Promise<BrokerPorts>;
+  /** graceful: stop accepting, let in-flight deliveries finish within MQTT_SHUTDOWN_GRACE_MS, close */
+  stop(): Promise<void>;
+}
+
+export function defaultCredentialStore(
+  config: Pick<BrokerConfig, "DATA_DIR" | "MQTT_CREDENTIALS_FILE">,
+  db?: Db,
+): CredentialStore {
+  if (db) return new DbCredentialStore(db);
+  return new FileCredentialStore(config.MQTT_CREDENTIALS_FILE ?? join(config.DATA_DIR, "credentials.json"));
+}
+
+/** Close the connection when a packet's declared length exceeds `max` (Aedes has no such limit). */
+function guardPacketSize(client: Client, max: number, onOversize: (length: number) => void): void {
+  const parser = (
+    client as unknown as { _parser: { _parseLength(): boolean; packet: { length: number }; _emitError(e: Error): void } }
+  )._parser;
+  const parseLength = parser._parseLength;
+  parser._parseLength = function guardedParseLength(this: typeof parser) {
+    const ok = parseLength.call(this);
+    if (ok && this.packet.length > max) {
+      onOversize(this.packet.length);
+      this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds MQTT_MAX_PACKET_SIZE=${max}`));
+      return false;
+    }
+    return ok;
+  };
+}
+
+function errorKind(message: string): string {
+  if (message.includes("keep alive")) return "keepalive";
+  if (message.includes("connect did not arrive")) return "connect_timeout";
+  if (message.includes("drain timeout")) return "drain_timeout";
+  if (message.includes("MQTT_MAX_PACKET_SIZE")) return "oversized";
+  if (/ECONNRESET|EPIPE|connection closed/.test(message)) return "reset";
+  return "protocol";
+}
+
+export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerDeps = {}): Promise<BrokerService> {
+  const logger = (deps.logger ?? createLogger("broker", { level: config.LOG_LEVEL })).child({ component: "broker" });
+  const http = deps.http ?? createHttpContext(logger);
+  const metrics = createBrokerMetrics(http.metrics);
+  const credentials = deps.credentials ?? defaultCredentialStore(config, deps.db);
+  let stopping = false;
+
+  const backend: Backend = await createBackend(config.REDIS_URL, logger);
+  const hooks = createAuthHooks({
+    store: credentials,
+    anonymous: config.MQTT_ANONYMOUS,
+    metrics,
+    logger,
+    isStopping: () => stopping,
+  });
+
+  const aedes = new Aedes({
+    ...(backend.mq ? { mq: backend.mq } : {}),
+    persistence: backend.persistence,
+    concurrency: config.MQTT_CONCURRENCY,
+    connectTimeout: config.MQTT_CONNECT_TIMEOUT_MS,
+    drainTimeout: config.MQTT_DRAIN_TIMEOUT_MS,
+    preConnect: hooks.preConnect,
+    authenticate: hooks.authenticate,
+    authorizePublish: hooks.authorizePublish,
+    authorizeSubscribe: hooks.authorizeSubscribe,
+    authorizeForward(_client, packet) {
+      metrics.messagesOut.inc({ qos: String(packet.qos) });
+      return packet;
+    },
+  });
+  installEmitterTrampoline((aedes as unknown as { mq: EmitterLike }).mq, { onDefer: () => metrics.emitterDeferred.inc() });
+
+  // Refused publishes were acknowledged (auth.ts); here they stop before routing.
+  const publish = aedes.publish.bind(aedes) as (packet: unknown, client: unknown, done?: (err?: Error) => void) => void;
+  (aedes as unknown as { publish: typeof publish }).publish = function guardedPublish(packet, client, done) {
+    if (typeof client === "function") return publish(packet, client);
+    if (client && hooks.isDropped(packet as object)) {
+      done?.();
+      return;
+    }
+    publish(packet, client, done);
+  };
+
+  let dropLogAt = 0;
+  let dropsSinceLog = 0;
+  limitOfflineQueues(
+    backend.persistence,
+    {
+      limit: config.MQTT_MAX_QUEUED_MESSAGES,
+      isConnectedHere: (id) => (aedes as unknown as { clients: Record<string, unknown> }).clients[id] !== undefined,
+      onDrop(clientId, topic) {
+        metrics.offlineDropped.inc();
+        dropsSinceLog++;
+        const now = Date.now();
+        if (now - dropLogAt > 10_000) {
+          logger.warn(
+            { clientId, topic, dropped: dropsSinceLog, limit: config.MQTT_MAX_QUEUED_MESSAGES },
+            "offline queue full: newest messages dropped",
+          );
+          dropLogAt = now;
+          dropsSinceLog = 0;
+        }
+      },
+    },
+    backend.queueLength,
+  );
+
+  aedes.on("publish", (packet: AedesPublishPacket, client: Client | null) => {
+    if (client) metrics.messagesIn.inc({ qos: String(packet.qos) });
+  });
+  aedes.on("clientError", (client: Client, err: Error) => {
+    metrics.clientErrors.inc({ kind: errorKind(err.message) });
+    logger.debug({ clientId: client.id, err: err.message }, "client error");
+  });
+  aedes.on("connectionError", (_client: Client, err: Error) => {
+    metrics.clientErrors.inc({ kind: errorKind(err.message) });
+    logger.debug({ err: err.message }, "connection error before CONNECT");
+  });
+  (aedes as unknown as NodeJS.EventEmitter).on("error", (err: Error) => logger.error({ err }, "broker error"));
+
+  metrics.sources.connectedClients = () => aedes.connectedClients ?? 0;
+  metrics.sources.emitterQueue = () => (aedes as unknown as { mq: { length: number } }).mq.length ?? 0;
+  metrics.sources.retained = async () => {
+    const p = backend.persistence as unknown as { createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown> };
+    let n = 0;
+    try {
+      for await (const _ of p.createRetainedStreamCombi(["#"])) if (++n >= 1_000_000) break;
+      return n;
+    } catch (err) {
+      logger.debug({ err }, "cannot count retained messages");
+      return undefined;
+    }
+  };
+
+  await aedes.listen();
+
+  const onConnection = (stream: Duplex, transport: Transport, req?: IncomingMessage) => {
+    if (stopping) {
+      stream.destroy();
+      return;
+    }
+    metrics.connections.inc({ transport });
+    const client = aedes.handle(stream, req);
+    guardPacketSize(client, config.MQTT_MAX_PACKET_SIZE, (length) => {
+      metrics.oversizedPackets.inc();
+      logger.warn({ transport, length, max: config.MQTT_MAX_PACKET_SIZE }, "oversized packet: connection closed");
+    });
+  };
+
+  const listeners: Listener[] = [];
+  const ports: BrokerPorts = { mqtt: -1 };
+  let started = false;
+  let stopped: Promise<void> | undefined;
+
+  http.readiness.add("broker", async () => {
+    if (!started || stopping) throw new Error(stopping ? "shutting down" : "not listening yet");
+    await backend.ping();
+  });
+
+  const service: BrokerService = {
+    aedes,
+    http,
+    metrics,
+    credentials,
+    backend: backend.kind,
+    ports,
+    async start() {
+      if (started) return ports;
+      try {
+        const tcp = await listenTcp(config.MQTT_HOST, config.MQTT_PORT, onConnection);
+        listeners.push(tcp);
+        ports.mqtt = tcp.port;
+        if (config.MQTT_WS_ENABLED) {
+          const ws = await listenWebSocket(config.MQTT_HOST, config.MQTT_WS_PORT, config.MQTT_MAX_PACKET_SIZE + 5, onConnection);
+          listeners.push(ws);
+          ports.ws = ws.port;
+        }
+        if (config.MQTT_TLS_CERT || config.MQTT_TLS_KEY) {
+          if (!config.MQTT_TLS_CERT || !config.MQTT_TLS_KEY) {
+            const { ConfigError } = await import("@esp-fleet/common/errors");
+            throw new ConfigError("MQTT_TLS_CERT and MQTT_TLS_KEY must be set together");
+          }
+          const tls = await listenTls(
+            config.MQTT_HOST,
+            config.MQTT_TLS_PORT,
+            config.MQTT_TLS_CERT,
+            config.MQTT_TLS_KEY,
+            onConnection,
+          );
+          listeners.push(tls);
+          ports.tls = tls.port;
+        }
+      } catch (e) {
+        await Promise.all(listeners.map((l) => l.close()));
+        listeners.length = 0;
+        throw e;
+      }
+      started = true;
+      logger.info(
+        { ports, backend: backend.kind, credentials: credentials.kind, anonymous: config.MQTT_ANONYMOUS },
+        "broker listening",
+      );
+      return ports;
+    },
+    stop() {
+      stopped ??= (async () => {
+        stopping = true;
+        const closing = listeners.map((l) => l.close());
+        // No new packets are read; what was accepted gets a bounded time to reach its subscribers.
+        const clients = Object.values((aedes as unknown as { clients: Record<string, Client> }).clients);
+        for (const c of clients) (c as unknown as { pause(): void }).pause();
+        const mq = (aedes as unknown as { mq: { current: number; length: number } }).mq;
+        const deadline = Date.now() + config.MQTT_SHUTDOWN_GRACE_MS;
+        while ((mq.current > 0 || mq.length > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        if (mq.current > 0 || mq.length > 0)
+          logger.warn({ pending: mq.current + mq.length }, "shutdown grace expired with messages in flight");
+        await new Promise<void>((resolve) => aedes.close(() => resolve()));
+        await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 2000).unref())]);
+        await backend.close().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, "backend close failed"));
+        await credentials.close().catch(() => {});
+        logger.info("broker stopped");
+      })();
+      return stopped;
+    },
+  };
+  return service;
+}

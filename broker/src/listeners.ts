@@ -1,0 +1,110 @@
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from "node:http";
+import { createServer as createTlsServer } from "node:tls";
+import { readFileSync } from "node:fs";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, createWebSocketStream } from "ws";
+import { ConfigError, UnavailableError } from "@esp-fleet/common/errors";
+
+export type Transport = "tcp" | "tls" | "ws";
+export type ConnectionHandler = (stream: Duplex, transport: Transport, req?: IncomingMessage) => void;
+
+export interface Listener {
+  transport: Transport;
+  port: number;
+  /** stop accepting; resolves once the listening socket is closed (existing connections are left alone) */
+  close(): Promise<void>;
+}
+
+/** Listen, turning EADDRINUSE/EACCES into a one-line error that names the variable to change. */
+async function listen(server: NetServer | HttpServer, port: number, host: string, variable: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off("listening", onListening);
+      const why =
+        err.code === "EADDRINUSE" ? "address already in use" : err.code === "EACCES" ? "permission denied" : err.message;
+      reject(
+        new UnavailableError(`${variable}=${port}: cannot listen on ${host}:${port}: ${why}`, { variable, port }, { cause: err }),
+      );
+    };
+    const onListening = () => {
+      server.off("error", onError);
+      resolve();
+    };
+    server.once("error", onError);
+    server.once("listening", onListening);
+    server.listen(port, host);
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+function closeServer(server: NetServer | HttpServer): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+  });
+}
+
+export async function listenTcp(host: string, port: number, onConnection: ConnectionHandler): Promise<Listener> {
+  const server = createNetServer((socket: Socket) => {
+    socket.setNoDelay(true);
+    onConnection(socket, "tcp");
+  });
+  const bound = await listen(server, port, host, "MQTT_PORT");
+  return { transport: "tcp", port: bound, close: () => closeServer(server) };
+}
+
+export async function listenTls(
+  host: string,
+  port: number,
+  certPath: string,
+  keyPath: string,
+  onConnection: ConnectionHandler,
+): Promise<Listener> {
+  let cert: Buffer, key: Buffer;
+  try {
+    cert = readFileSync(certPath);
+  } catch (e) {
+    throw new ConfigError(`MQTT_TLS_CERT=${certPath}: cannot read: ${(e as Error).message}`);
+  }
+  try {
+    key = readFileSync(keyPath);
+  } catch (e) {
+    throw new ConfigError(`MQTT_TLS_KEY=${keyPath}: cannot read: ${(e as Error).message}`);
+  }
+  let server;
+  try {
+    server = createTlsServer({ cert, key }, (socket) => onConnection(socket, "tls"));
+  } catch (e) {
+    throw new ConfigError(`MQTT_TLS_CERT/MQTT_TLS_KEY: not a usable certificate and key: ${(e as Error).message}`);
+  }
+  const bound = await listen(server, port, host, "MQTT_TLS_PORT");
+  return { transport: "tls", port: bound, close: () => closeServer(server) };
+}
+
+/** MQTT over WebSocket (subprotocol `mqtt`), one binary frame stream per connection. */
+export async function listenWebSocket(
+  host: string,
+  port: number,
+  maxPayload: number,
+  onConnection: ConnectionHandler,
+): Promise<Listener> {
+  const server = createHttpServer((_req, res) => {
+    res.writeHead(426, { "content-type": "text/plain" }).end("MQTT over WebSocket: upgrade required\n");
+  });
+  const wss = new WebSocketServer({ server, perMessageDeflate: false, maxPayload });
+  wss.on("connection", (ws, req) => {
+    const stream = createWebSocketStream(ws);
+    stream.on("error", () => stream.destroy());
+    onConnection(stream, "ws", req);
+  });
+  const bound = await listen(server, port, host, "MQTT_WS_PORT");
+  return {
+    transport: "ws",
+    port: bound,
+    close: async () => {
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await closeServer(server);
+    },
+  };
+}

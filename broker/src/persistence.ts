@@ -1,0 +1,141 @@
+import { createRequire } from "node:module";
+import { Redis } from "ioredis";
+import type { Logger } from "@esp-fleet/common/logger";
+
+const require = createRequire(import.meta.url);
+
+/** The parts of an Aedes persistence this package wraps (Aedes 1.x calls them promise-style). */
+interface PersistenceLike {
+  outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<void>;
+  outgoingEnqueueCombi(subs: { clientId: string }[], packet: { topic: string }): Promise<void>;
+  outgoingUpdate(client: { id: string }, packet: unknown): Promise<void>;
+  outgoingClearMessageId(client: { id: string }, packet: unknown): Promise<unknown>;
+  createRetainedStreamCombi?(patterns: string[]): AsyncIterable<unknown>;
+  destroy?(): Promise<void>;
+}
+
+/** Persistence + emitter for Aedes: in memory (one node, lost on crash) or Redis (durable, clustered). */
+export interface Backend {
+  kind: "memory" | "redis";
+  persistence: PersistenceLike;
+  /** the mqemitter to hand Aedes (undefined = Aedes's own in-memory one) */
+  mq: unknown;
+  /** how many QoS>0 messages are queued for a session */
+  queueLength(clientId: string): Promise<number>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function redisOptions(url: string): { host: string; port: number; username?: string; password?: string; db?: number } {
+  const u = new URL(url);
+  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : undefined;
+  return {
+    host: u.hostname || "127.0.0.1",
+    port: u.port ? Number(u.port) : 6379,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(db !== undefined && Number.isInteger(db) ? { db } : {}),
+  };
+}
+
+export async function createBackend(redisUrl: string | undefined, logger: Logger): Promise<Backend> {
+  if (!redisUrl) {
+    const memory = require("aedes-persistence") as () => PersistenceLike;
+    const persistence = memory();
+    // The in-memory store keeps its queues private; count them as they are filled and acknowledged.
+    const counts = new Map<string, number>();
+    const add = (id: string, n: number) => {
+      const v = (counts.get(id) ?? 0) + n;
+      if (v <= 0) counts.delete(id);
+      else counts.set(id, v);
+    };
+    const enqueue = persistence.outgoingEnqueue.bind(persistence);
+    const combi = persistence.outgoingEnqueueCombi.bind(persistence);
+    const clear = persistence.outgoingClearMessageId.bind(persistence);
+    persistence.outgoingEnqueue = async (sub, packet) => {
+      await enqueue(sub, packet);
+      add(sub.clientId, 1);
+    };
+    persistence.outgoingEnqueueCombi = async (subs, packet) => {
+      await combi(subs, packet);
+      for (const s of subs) add(s.clientId, 1);
+    };
+    persistence.outgoingClearMessageId = async (client, packet) => {
+      const removed = await clear(client, packet);
+      if (removed) add(client.id, -1);
+      return removed;
+    };
+    return {
+      kind: "memory",
+      persistence,
+      mq: undefined,
+      queueLength: async (id) => counts.get(id) ?? 0,
+      ping: async () => {},
+      close: async () => {},
+    };
+  }
+  const options = redisOptions(redisUrl);
+  const redisPersistence = require("aedes-persistence-redis") as (o: object) => PersistenceLike;
+  const mqemitterRedis = require("mqemitter-redis") as (o: object) => { state: { on(e: string, f: (err: Error) => void): void } };
+  // Our own connection for queue lengths and readiness (the persistence keeps its connection private).
+  const admin = new Redis({ ...options, lazyConnect: true, maxRetriesPerRequest: 2 });
+  admin.on("error", (err) => logger.warn({ err }, "redis connection error"));
+  await admin.connect();
+  const persistence = redisPersistence({ ...options, maxSessionDelivery: 100_000 });
+  const mq = mqemitterRedis(options);
+  mq.state.on("error", (err) => logger.warn({ err }, "redis emitter error"));
+  return {
+    kind: "redis",
+    persistence,
+    mq,
+    // aedes-persistence-redis keeps a session's queue as the list `outgoing:{clientId}`
+    queueLength: (id) => admin.llen(`outgoing:${id}`),
+    ping: async () => {
+      await admin.ping();
+    },
+    close: async () => {
+      await persistence.destroy?.().catch(() => {});
+      admin.disconnect();
+    },
+  };
+}
+
+export interface QueueLimitOptions {
+  limit: number;
+  isConnectedHere(clientId: string): boolean;
+  onDrop(clientId: string, topic: string): void;
+}
+
+/**
+ * Bound each offline persistent session's queue (MQTT_MAX_QUEUED_MESSAGES). Drop policy: when the
+ * queue is full the *newest* message is not queued for that session (like Mosquitto's
+ * max_queued_messages), counted in broker_offline_dropped_total and logged. Sessions connected to this
+ * node are not limited here — their queue is the in-flight window, bounded by drainTimeout.
+ */
+export function limitOfflineQueues(
+  persistence: PersistenceLike,
+  opts: QueueLimitOptions,
+  queueLength: (id: string) => Promise<number>,
+): void {
+  if (opts.limit <= 0) return;
+  const combi = persistence.outgoingEnqueueCombi.bind(persistence);
+  const update = persistence.outgoingUpdate.bind(persistence);
+  persistence.outgoingEnqueueCombi = async (subs, packet) => {
+    const lengths = await Promise.all(subs.map((s) => (opts.isConnectedHere(s.clientId) ? 0 : queueLength(s.clientId))));
+    const kept = subs.filter((s, i) => {
+      if ((lengths[i] ?? 0) < opts.limit) return true;
+      opts.onDrop(s.clientId, packet.topic);
+      return false;
+    });
+    if (kept.length > 0) await combi(kept, packet);
+  };
+  // A message dropped for a session that connects meanwhile is still delivered live; its missing queue
+  // entry must not make Aedes disconnect the client ("no such packet").
+  persistence.outgoingUpdate = async (client, packet) => {
+    try {
+      await update(client, packet);
+    } catch (e) {
+      if (!(e instanceof Error && e.message === "no such packet")) throw e;
+    }
+  };
+}
