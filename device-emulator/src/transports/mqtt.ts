@@ -1,0 +1,169 @@
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { commandFilter, commandTopic, deviceTopic, type DeviceChannel } from "@esp-fleet/schemas";
+import type {
+  CommandHandler,
+  ConnectOptions,
+  DeviceAddressInfo,
+  DeviceTransport,
+  LinkHandler,
+  PublishChannel,
+  PublishOptions,
+  TransportFactory,
+} from "../transport.ts";
+
+export interface MqttTransportOptions {
+  url: string;
+  /** MQTT username/password for a device; default: username = device id, no password. */
+  credentials?: (dev: string) => { username: string; password?: string } | undefined;
+  connectTimeoutMs?: number;
+  /** Wall ms a clean close may wait for unacknowledged messages before it forces the socket shut. */
+  closeTimeoutMs?: number;
+}
+
+/**
+ * One MQTT.js session per device: client id = device id, clean session off (the broker keeps the
+ * command subscription and queues commands while the device is away), QoS 1, the will set per connect.
+ * MQTT.js's own reconnect is off (`reconnectPeriod: 0`): the firmware decides when to retry and calls
+ * `connect()` again, which re-opens the same client so its unacknowledged QoS 1 messages are resent,
+ * in order, before anything newer.
+ */
+export class MqttTransport implements DeviceTransport {
+  readonly #opts: MqttTransportOptions;
+  readonly #addr: DeviceAddressInfo;
+  readonly #topics: Record<DeviceChannel, string>;
+  readonly #cmdPrefix: string;
+  #client: MqttClient | undefined;
+  #link: LinkHandler | undefined;
+  #command: CommandHandler | undefined;
+  /** A connect() is in progress or the link is up: a 'close' must be reported. */
+  #live = false;
+  #lastError = "closed";
+  publishErrors = 0;
+
+  constructor(addr: DeviceAddressInfo, opts: MqttTransportOptions) {
+    this.#addr = addr;
+    this.#opts = opts;
+    this.#topics = {
+      telemetry: deviceTopic(addr, "telemetry"),
+      status: deviceTopic(addr, "status"),
+      meta: deviceTopic(addr, "meta"),
+      event: deviceTopic(addr, "event"),
+      log: deviceTopic(addr, "log"),
+    };
+    this.#cmdPrefix = commandTopic(addr, "x").slice(0, -1);
+  }
+
+  get client(): MqttClient | undefined {
+    return this.#client;
+  }
+
+  connect(opts: ConnectOptions): void {
+    const will = {
+      topic: this.#topics[opts.will.channel],
+      payload: Buffer.from(opts.will.payload.buffer, opts.will.payload.byteOffset, opts.will.payload.byteLength),
+      qos: opts.will.qos,
+      retain: opts.will.retain,
+    };
+    this.#live = true;
+    const existing = this.#client;
+    if (existing) {
+      existing.options.will = will;
+      existing.options.keepalive = opts.keepaliveS;
+      // Same client, same outgoing store: in-flight QoS 1 messages are resent after the CONNACK.
+      existing.connect();
+      return;
+    }
+    const cred = this.#opts.credentials?.(this.#addr.dev) ?? { username: this.#addr.dev };
+    const options: IClientOptions = {
+      clientId: this.#addr.dev,
+      username: cred.username,
+      password: cred.password,
+      clean: false,
+      keepalive: opts.keepaliveS,
+      reconnectPeriod: 0,
+      connectTimeout: this.#opts.connectTimeoutMs ?? 10_000,
+      protocolVersion: 4,
+      resubscribe: false,
+      will,
+    };
+    const client = mqtt.connect(this.#opts.url, options);
+    this.#client = client;
+    // Attach the message handler before the CONNACK (DESIGN §9): queued commands arrive right after it.
+    client.on("message", (topic, payload) => {
+      if (client !== this.#client || !topic.startsWith(this.#cmdPrefix)) return;
+      const name = topic.slice(this.#cmdPrefix.length);
+      if (name.length === 0 || name.includes("/")) return;
+      this.#command?.(name, payload);
+    });
+    client.on("connect", (connack) => {
+      if (client !== this.#client) return;
+      if (!connack.sessionPresent) client.subscribe(commandFilter(this.#addr), { qos: 1 }, this.#onSubscribed);
+      this.#link?.({ up: true, sessionPresent: connack.sessionPresent });
+    });
+    client.on("error", (e) => {
+      this.#lastError = e.message.slice(0, 120);
+    });
+    client.on("close", () => {
+      if (client !== this.#client || !this.#live) return;
+      this.#live = false;
+      const reason = this.#lastError;
+      this.#lastError = "closed";
+      this.#link?.({ up: false, reason });
+    });
+  }
+
+  readonly #onSubscribed = (e: Error | null): void => {
+    if (e) this.#lastError = `subscribe failed: ${e.message}`;
+  };
+
+  readonly #onPublished = (e?: Error): void => {
+    if (e) this.publishErrors++;
+  };
+
+  publish(channel: PublishChannel, payload: Uint8Array | string, opts: PublishOptions): void {
+    const client = this.#client;
+    if (!client) return;
+    const topic =
+      channel.length > 4 && channel.startsWith("cmd/")
+        ? `${this.#cmdPrefix}${channel.slice(4)}`
+        : this.#topics[channel as DeviceChannel];
+    const body =
+      typeof payload === "string" || Buffer.isBuffer(payload)
+        ? payload
+        : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    client.publish(topic, body, opts, this.#onPublished);
+  }
+
+  onCommand(handler: CommandHandler): void {
+    this.#command = handler;
+  }
+
+  onLink(handler: LinkHandler): void {
+    this.#link = handler;
+  }
+
+  close(clean: boolean): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    this.#live = false;
+    if (!client) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const done = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve();
+      };
+      // A clean close waits for in-flight QoS 1 acks; bound it so a dead broker cannot hang a shutdown.
+      const timer = setTimeout(() => client.end(true, done), this.#opts.closeTimeoutMs ?? 3000);
+      timer.unref();
+      if (clean && client.connected) client.end(false, done);
+      else client.end(true, done);
+    });
+  }
+}
+
+export function mqttTransportFactory(opts: MqttTransportOptions): TransportFactory {
+  return (addr) => new MqttTransport(addr, opts);
+}
