@@ -691,7 +691,7 @@ export class EmulatedDevice implements TimerTarget {
   #fridgeReading(dtS: number): void {
     const model = this.#fridge as FridgeModel;
     const v: FridgeValues = model.read(this.#rng, dtS, this.#faultProb);
-    const truth = model.fault;
+    const truth = model.lastReadingFault;
     this.#faultEvents(model);
     const msg = {
       v: SCHEMA_VERSION,

@@ -41,6 +41,8 @@ export class FridgeModel {
   fault: FaultId | null = null;
   faultLeft = 0;
   faultAge = 0;
+  /** The fault that shaped the last reading (simulation ground truth for it), or null. */
+  lastReadingFault: FaultId | null = null;
   #transitions: FaultTransition[] = [];
 
   constructor(profile: FridgeProfile, rng: Rng) {
@@ -122,6 +124,7 @@ export class FridgeModel {
     v.vib = round(Math.max(0, v.vib), 2);
     v.rh = round(Math.min(100, Math.max(0, v.rh)), 1);
     v.flow = round(Math.max(0, v.flow), 1);
+    this.lastReadingFault = this.fault;
     if (this.fault !== null) {
       this.faultAge++;
       if (--this.faultLeft <= 0) this.clear();
