@@ -48,10 +48,14 @@ function pgQueryable(client: pg.PoolClient | pg.Pool): Queryable {
     async copyFrom(sql: string, data: string): Promise<number> {
       if (!("release" in client)) {
         const c = await client.connect();
+        let broken = false;
+        const onError = () => (broken = true);
+        c.on("error", onError);
         try {
           return await pgCopy(c, sql, data);
         } finally {
-          c.release();
+          c.off("error", onError);
+          c.release(broken ? true : undefined);
         }
       }
       return pgCopy(client, sql, data);
@@ -95,6 +99,13 @@ async function openPostgres(url: string, options: OpenDbOptions): Promise<Db> {
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       let broken = false;
+      // A checked-out client whose server goes away emits `error` (outside any query): without a
+      // listener that is an uncaught exception. The failing query rejects on its own.
+      const onError = (err: Error) => {
+        broken = true;
+        log.warn({ err }, "PostgreSQL connection lost during a transaction");
+      };
+      client.on("error", onError);
       try {
         await client.query("BEGIN");
         const result = await fn(pgQueryable(client));
@@ -108,16 +119,24 @@ async function openPostgres(url: string, options: OpenDbOptions): Promise<Db> {
         }
         throw e;
       } finally {
+        client.off("error", onError);
         // A connection whose ROLLBACK failed is dead or confused: destroy it rather than reuse it.
         client.release(broken ? true : undefined);
       }
     },
     async withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
+      let broken = false;
+      const onError = (err: Error) => {
+        broken = true;
+        log.warn({ err }, "PostgreSQL connection lost");
+      };
+      client.on("error", onError);
       try {
         return await fn(pgQueryable(client));
       } finally {
-        client.release();
+        client.off("error", onError);
+        client.release(broken ? true : undefined);
       }
     },
     async ping(): Promise<void> {
