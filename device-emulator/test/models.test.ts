@@ -41,10 +41,16 @@ describe("fridge: each of the 12 fault signatures is recognisable in the publish
     transport.command("fault", encodeCbor({ id: "f1", action: "inject", fault, cycles: 12 }));
     clock.advance(14_000);
     const out = transport.take().map((p) => wire(addr, p));
-    expect(out.find((w) => w.topic.endsWith("/cmd/fault/res"))?.msg).toMatchObject({ id: "f1", ok: true, data: { fault, readings: 12 } });
+    expect(out.find((w) => w.topic.endsWith("/cmd/fault/res"))?.msg).toMatchObject({
+      id: "f1",
+      ok: true,
+      data: { fault, readings: 12 },
+    });
     expect(out.find((w) => w.msg.type === "sim_fault_onset")?.msg).toMatchObject({ fault, sev: "warning" });
     expect(out.find((w) => w.msg.type === "sim_fault_cleared")?.msg).toMatchObject({ fault });
-    const readings = out.filter((w) => w.schema === "telemetry/fridge").map((w) => w.msg as Record<string, number | boolean | { fault: string | null }>);
+    const readings = out
+      .filter((w) => w.schema === "telemetry/fridge")
+      .map((w) => w.msg as Record<string, number | boolean | { fault: string | null }>);
     const faulty = readings.filter((r) => (r.sim as { fault: string | null }).fault === fault);
     expect(faulty).toHaveLength(12);
     expect(readings.length).toBeGreaterThan(faulty.length); // and the fault clears
@@ -73,7 +79,8 @@ describe("fridge: each of the 12 fault signatures is recognisable in the publish
       });
       expect(outside).toBe(true);
     }
-    if (fault === "capteur_defectueux") expect(out.some((w) => w.msg.type === "alarm" && (w.msg.data as { field: string }).field === "t")).toBe(true);
+    if (fault === "capteur_defectueux")
+      expect(out.some((w) => w.msg.type === "alarm" && (w.msg.data as { field: string }).field === "t")).toBe(true);
   });
 
   it("random faults start with the configured probability and last 3-8 readings", () => {
