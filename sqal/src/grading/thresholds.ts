@@ -99,6 +99,11 @@ function deepFreeze<T>(o: T): T {
 
 export const DEFAULT_LOT_RULE: LotRule = deepFreeze({ forbidden: ["REJECT"], good: ["A+", "A", "B"], minGoodShare: 0.8 });
 
+/**
+ * The ToF ramps and weights (not fixed by the domain doc) were calibrated against the emulator's
+ * VL53L8CH model (`@esp-fleet/device-emulator` SQAL_PROFILE: lobe heights and texture per tier) so that
+ * premium product grades A+, good A, acceptable B; see docs/sqal.md.
+ */
 export const DEFAULT_THRESHOLDS: GradingThresholds = deepFreeze({
   tof: {
     validStatus: 5,
@@ -109,9 +114,9 @@ export const DEFAULT_THRESHOLDS: GradingThresholds = deepFreeze({
     opticalSeverityScalePct: 50,
     volumePeakMm3: 700_000,
     volumeToleranceMm3: 600_000,
-    maxHeightMm: { low: 35, high: 80 },
-    uniformity: { low: 0.2, high: 0.65 },
-    weights: { volume: 0.3, height: 0.2, uniformity: 0.3, thickness: 0.2 },
+    maxHeightMm: { low: 40, high: 85 },
+    uniformity: { low: 0.4, high: 0.9 },
+    weights: { volume: 0.2, height: 0.35, uniformity: 0.3, thickness: 0.15 },
     thickness: { extraMin: 45, extraMax: 60, firstMin: 35, secondMin: 25 },
     thicknessScore: { extra: 1, first_choice: 0.8, second_choice: 0.5, out_of_norm: 0.1 },
     liverDensityGPerCm3: 0.947,
