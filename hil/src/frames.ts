@@ -52,6 +52,9 @@ export const DeviceHelloSchema = z.object({
     .max(600_000)
     .describe("heartbeat interval, ms; the host declares the device silent after 3 missed"),
   sid: u32.describe("link session id, new at every start of the sender's link; its link numbering restarts with it"),
+  will: bytes
+    .optional()
+    .describe("the device's `status: offline` payload: the host's MQTT will, and what it publishes when the device goes silent"),
 });
 export type DeviceHello = z.infer<typeof DeviceHelloSchema>;
 

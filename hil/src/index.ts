@@ -1,1 +1,12 @@
-export {};
+export * from "./cobs.ts";
+export * from "./crc32.ts";
+export * from "./frames.ts";
+export * from "./frame-reader.ts";
+export * from "./link.ts";
+export * from "./noise.ts";
+export * from "./serial-port.ts";
+export * from "./pty.ts";
+export { SerialDeviceTransport, type ByteLine, type SerialDeviceTransportOptions } from "./device-transport.ts";
+export { runSerialDevice, type RunSerialDeviceOptions, type SerialDeviceHandle } from "./run-serial-device.ts";
+export { SerialBridge, type BridgeOptions, type BridgeCounters, type BridgeEvent, type BridgeState } from "./bridge.ts";
+export { BridgeConfigSchema, type BridgeConfig } from "./config.ts";

@@ -12,7 +12,8 @@ import { encodeFrame, type CommandFrame, type Frame, type Publish } from "./fram
  * - The receiver acknowledges every reliable frame it receives, including duplicates (the ack may have
  *   been lost), and delivers each `ls` once: it remembers the last `DEDUP_WINDOW` numbers it delivered.
  * - A `hello` from the peer with a new session id means the peer's numbering restarted: the remembered
- *   numbers are forgotten. Any hello sends everything still unacknowledged again at once.
+ *   numbers are forgotten, and everything still unacknowledged is sent again at once (the new peer
+ *   cannot have acknowledged it).
  *
  * Pure apart from the injected clock and `write`.
  */
@@ -136,8 +137,8 @@ export class LinkEndpoint {
           this.#peerSid = frame.body.sid;
           this.#seen.clear();
           this.#seenOrder = [];
+          this.retransmitNow();
         }
-        this.retransmitNow();
         return frame;
       case "heartbeat":
         return frame;
