@@ -135,8 +135,8 @@ export interface MetaUpdate {
 }
 
 export type Outcome =
-  | { type: "row"; table: ChannelTable; device: DeviceRef; key: string; line: string; status?: StatusUpdate }
-  | { type: "meta"; device: DeviceRef; meta: MetaUpdate }
+  | { type: "row"; table: ChannelTable; device: DeviceRef; key: string; line: string; ts: number; status?: StatusUpdate }
+  | { type: "meta"; device: DeviceRef; meta: MetaUpdate; ts: number }
   | { type: "dead"; stage: string; reason: string; dev: string | null }
   | { type: "ignored"; reason: string };
 
@@ -177,16 +177,25 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
             table: "fridge_readings",
             device,
             key,
+            ts: env.ts,
             line: `${head()}\t${fridgeTail(d.message as FridgeReading)}`,
           };
         case "sqal":
-          return { type: "row", table: "sqal_samples", device, key, line: `${head()}\t${sqalTail(d.message as SqalSample)}` };
+          return {
+            type: "row",
+            table: "sqal_samples",
+            device,
+            key,
+            ts: env.ts,
+            line: `${head()}\t${sqalTail(d.message as SqalSample)}`,
+          };
         case "gavage":
           return {
             type: "row",
             table: "feeding_records",
             device,
             key,
+            ts: env.ts,
             line: `${head()}\t${feedingTail(d.message as FeedingRecord)}`,
           };
         default: {
@@ -201,13 +210,14 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
         table: "device_status",
         device,
         key,
+        ts: env.ts,
         line: `${head()}\t${statusTail(s)}`,
         status: { state: s.state, reason: s.reason ?? null, boot: s.boot },
       };
     }
     case "event": {
       const e = d.message as DeviceEvent;
-      return { type: "row", table: "events", device, key, line: `${head()}\t${eventTail(e, device)}` };
+      return { type: "row", table: "events", device, key, ts: env.ts, line: `${head()}\t${eventTail(e, device)}` };
     }
     case "meta": {
       const m = d.message as Meta;
@@ -215,6 +225,7 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
       return {
         type: "meta",
         device,
+        ts: env.ts,
         meta: {
           boot: m.boot,
           seq: m.seq,

@@ -3,7 +3,6 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Logger } from "@esp-fleet/common/logger";
 import { errorMessage } from "@esp-fleet/common/errors";
 import type { Db } from "@esp-fleet/db";
-import { parseTopic } from "@esp-fleet/schemas";
 import { classify, type ChannelTable, type Outcome } from "./rows.ts";
 import { isTransientDbError, writeBatch, type BatchItem } from "./store.ts";
 import { ownsDevice, subscriptionFilters, type Partition } from "./partition.ts";
@@ -29,6 +28,11 @@ export interface IngestOptions {
   /** Longest pause between retries of a batch while the database is down (default 5000 ms). */
   maxRetryDelayMs?: number;
   partition?: Partition;
+  /**
+   * Called after each commit with the device timestamps (ms) of the messages it stored — benchmarks
+   * measure publish-to-commit latency with it. Must be cheap; exceptions are logged and ignored.
+   */
+  onCommitted?: (info: { committedAt: number; deviceTs: readonly number[] }) => void;
   /** Extra MQTT.js options (tests: reconnectPeriod, keepalive). */
   mqttOptions?: Partial<IClientOptions>;
 }
@@ -138,7 +142,7 @@ export function createIngest(options: IngestOptions): IngestService {
         return;
       }
     }
-    m.received.inc({ channel: channelOf(packet.topic) });
+    m.received.inc({ channel: channelOf(outcome) });
     if (outcome.type === "dead")
       log.warn({ topic: packet.topic, stage: outcome.stage, reason: outcome.reason }, "message dead-lettered");
     queue.push({ outcome, topic: packet.topic, payload, receivedAt, messageId: packet.messageId, stream });
@@ -260,10 +264,23 @@ export function createIngest(options: IngestOptions): IngestService {
       stats.duplicates += n;
       if (n > 0) m.duplicates.inc({ table }, n);
     }
+    const deviceTs: number[] = [];
     for (const e of batch) {
-      if (e.outcome.type === "dead") m.deadLetters.inc({ stage: e.outcome.stage });
-      if (e.outcome.type === "ignored") stats.ignored++;
+      const o = e.outcome;
+      if (o.type === "dead") m.deadLetters.inc({ stage: o.stage });
+      else if (o.type === "ignored") stats.ignored++;
+      else {
+        deviceTs.push(o.ts);
+        m.deviceLag.observe(Math.max(0, now - o.ts) / 1000);
+      }
       m.commitLag.observe((now - e.receivedAt) / 1000);
+    }
+    if (options.onCommitted) {
+      try {
+        options.onCommitted({ committedAt: now, deviceTs });
+      } catch (e) {
+        log.warn({ err: e }, "onCommitted hook threw");
+      }
     }
     stats.deadLettered += r.deadLetters;
     stats.batches++;
@@ -363,10 +380,21 @@ function deviceOf(o: Outcome): string | null {
   return o.type === "row" || o.type === "meta" ? o.device.dev : o.type === "dead" ? o.dev : null;
 }
 
-function channelOf(topic: string): string {
-  const t = parseTopic(topic);
-  if (!t.ok) return "invalid";
-  return t.value.type === "device" ? t.value.channel : t.value.type;
+function channelOf(o: Outcome): string {
+  switch (o.type) {
+    case "row":
+      return o.table === "device_status" ? "status" : o.table === "events" ? "event" : "telemetry";
+    case "meta":
+      return "meta";
+    case "dead":
+      return "invalid";
+    case "ignored":
+      return "other";
+    default: {
+      const never: never = o;
+      return never;
+    }
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -414,6 +442,12 @@ function createMetrics(registry: Registry | undefined) {
       name: "esp_fleet_ingest_commit_lag_seconds",
       help: "receive → commit lag per message",
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    deviceLag: new Histogram({
+      name: "esp_fleet_ingest_device_lag_seconds",
+      help: "device timestamp → commit (publish-to-commit when device clocks are right)",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
     pending: new Gauge({ name: "esp_fleet_ingest_pending", help: "received, not yet committed and acknowledged", registers }),

@@ -1,0 +1,159 @@
+/**
+ * bench:e2e — emulator → broker → ingest → PostgreSQL on this machine, QoS 1 all the way:
+ *   - broker: the emulator package's in-memory Aedes child (device-emulator/bench/broker-child.ts),
+ *   - devices: the emulator package's fleet child (device-emulator/bench/emulator-child.ts), N devices,
+ *     one MQTT.js session each, firmware-style (birth/meta/heartbeat/telemetry at `--interval`),
+ *   - ingest: this process (createIngest, persistent session, ack after commit),
+ *   - PostgreSQL: a fresh database on TEST_DATABASE_URL (default the local server), dropped at the end.
+ * Measures, over the emulator's steady window: readings committed per second, publish→commit latency
+ * (device ts → commit; same clock), and after the fleet stops, loss = readings produced − rows stored.
+ * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { loadavg } from "node:os";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Registry } from "prom-client";
+import { silentLogger } from "@esp-fleet/common/logger";
+import { migrate, openDb } from "@esp-fleet/db";
+import { createIngest } from "../src/index.ts";
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: "string", default: "10000" },
+    window: { type: "string", default: "60" },
+    kinds: { type: "string", default: "fridge" },
+    interval: { type: "string", default: "1000" },
+    batch: { type: "string", default: "2000" },
+  },
+});
+process.env.TEST_DATABASE_URL ||= "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+const { createTestDatabase } = await import("@esp-fleet/common/testing");
+const logger = silentLogger();
+const devices = Number(values.devices);
+const windowS = Number(values.window);
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const children: ChildProcess[] = [];
+const cleanup = () => children.forEach((c) => c.kill("SIGKILL"));
+process.on("exit", cleanup);
+
+function child(file: string, args: string[], onLine: (tag: string, data: string) => void): ChildProcess {
+  const c = spawn(process.execPath, ["--import", "tsx", file, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  children.push(c);
+  createInterface({ input: c.stdout! }).on("line", (line) => {
+    const i = line.indexOf(" ");
+    onLine(i < 0 ? line : line.slice(0, i), i < 0 ? "" : line.slice(i + 1));
+  });
+  return c;
+}
+
+const db0 = await createTestDatabase("benche2e");
+const db = await openDb({ databaseUrl: db0.url, dataDir: "/nonexistent", logger, poolMax: 4 });
+await migrate(db, { logger });
+console.log(
+  `bench:e2e — ${devices} devices (${values.kinds}) every ${values.interval} ms, window ${windowS} s; load average before: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`,
+);
+
+const port = await new Promise<number>((resolve) => {
+  child(here("../../device-emulator/bench/broker-child.ts"), [], (tag, data) => tag === "READY" && resolve(Number(data)));
+});
+const url = `mqtt://127.0.0.1:${port}`;
+
+let inWindow = false;
+const lags: number[] = [];
+let windowCommitted = 0;
+const ingest = createIngest({
+  db,
+  mqttUrl: url,
+  clientId: "bench-e2e-ingest",
+  logger,
+  metrics: new Registry(),
+  batchSize: Number(values.batch),
+  batchMs: 50,
+  maxPending: 50_000,
+  onCommitted: ({ committedAt, deviceTs }) => {
+    if (!inWindow) return;
+    windowCommitted += deviceTs.length;
+    for (const ts of deviceTs) lags.push(committedAt - ts);
+  },
+});
+await ingest.start();
+
+const cpu0 = process.cpuUsage();
+let windowStart = 0;
+let windowCpu = process.cpuUsage();
+let windowEnd: Record<string, number> = {};
+let ingestCpuPct = 0;
+let windowWall = 0;
+const done = await new Promise<Record<string, number>>((resolve, reject) => {
+  const opts = {
+    url,
+    devices,
+    kinds: values.kinds.split(","),
+    windowS,
+    intervalMs: Number(values.interval),
+    rampMs: Math.round(devices * 0.5),
+    seed: 1,
+  };
+  const c = child(here("../../device-emulator/bench/emulator-child.ts"), [JSON.stringify(opts)], (tag, data) => {
+    if (tag === "PROGRESS") process.stdout.write(`  ramp: ${data}\n`);
+    if (tag === "WINDOW_START") {
+      inWindow = true;
+      windowStart = performance.now();
+      windowCpu = process.cpuUsage();
+      console.log(`  window start: ${data}`);
+    }
+    if (tag === "WINDOW_END") {
+      inWindow = false;
+      windowWall = performance.now() - windowStart;
+      const u = process.cpuUsage(windowCpu);
+      ingestCpuPct = ((u.user + u.system) / 1000 / windowWall) * 100;
+      windowEnd = JSON.parse(data) as Record<string, number>;
+      console.log(`  window end: ${data}`);
+    }
+    if (tag === "FAIL") reject(new Error(data));
+    if (tag === "DONE") resolve(JSON.parse(data) as Record<string, number>);
+  });
+  c.once("exit", (code) => code && reject(new Error(`emulator exited with ${code}`)));
+});
+
+const telemetryRows = async () =>
+  Number(
+    (
+      await db.query<{ n: number }>(
+        "SELECT (SELECT count(*) FROM fridge_readings) + (SELECT count(*) FROM sqal_samples) + (SELECT count(*) FROM feeding_records) AS n",
+      )
+    ).rows[0]?.n,
+  );
+const deadline = Date.now() + 90_000;
+let stored = await telemetryRows();
+while (stored < (done.readings ?? 0) && Date.now() < deadline) {
+  await new Promise((r) => setTimeout(r, 1000));
+  stored = await telemetryRows();
+}
+await ingest.drain();
+stored = await telemetryRows();
+const s = ingest.stats();
+lags.sort((a, b) => a - b);
+const q = (p: number) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN;
+const rate = windowCommitted / (windowWall / 1000);
+const produced = done.readings ?? 0;
+console.log(
+  [
+    `result: window ${(windowWall / 1000).toFixed(1)} s, messages committed ${windowCommitted} → ${Math.round(rate)} msg/s (emulator sent ${windowEnd.sent} in the window, ${windowEnd.readings} readings)`,
+    `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms`,
+    `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored}, duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}`,
+    `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, retries ${s.retries}`,
+    `  load average after: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")}; total ingest cpu ${((process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6).toFixed(1)} s`,
+  ].join("\n"),
+);
+await ingest.stop();
+await db.close();
+await db0.drop();
+cleanup();
+process.exit(0);

@@ -1,0 +1,123 @@
+/**
+ * bench:ingest — rows/s into local PostgreSQL for SQAL samples and fridge readings:
+ *   (1) raw COPY of the same rows straight into the table (the limit on this machine), and
+ *   (2) the ingest path fed pre-encoded CBOR messages: decode + zod validation + COPY into staging +
+ *       INSERT … ON CONFLICT DO NOTHING (exactly-once dedup) + registry, in the service's batch size,
+ *       with decode of the next batch overlapping the commit of the previous one (as in the service).
+ * Uses a fresh database on TEST_DATABASE_URL (default the local server), dropped at the end.
+ * Usage: flock /tmp/bench.lock npm run bench:ingest [-- --sqal 100000 --fridge 200000 --batch 2000]
+ */
+import { parseArgs } from "node:util";
+import { silentLogger } from "@esp-fleet/common/logger";
+import { migrate, openDb, type Db } from "@esp-fleet/db";
+import type { DeviceAddress } from "@esp-fleet/schemas";
+import { classify, TABLE_COLUMNS, writeBatch, type BatchItem, type ChannelTable } from "../src/index.ts";
+import { fridgeReading, sqalSample, type Msg } from "../test/helpers.ts";
+
+const { values } = parseArgs({
+  options: {
+    sqal: { type: "string", default: "100000" },
+    fridge: { type: "string", default: "200000" },
+    batch: { type: "string", default: "2000" },
+    dup: { type: "string", default: "0.1" },
+  },
+});
+process.env.TEST_DATABASE_URL ||= "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+const logger = silentLogger();
+const batch = Number(values.batch);
+
+function messages(kind: "sqal" | "fridge", n: number): Msg[] {
+  const devices: DeviceAddress[] = Array.from({ length: 1000 }, (_, i) => ({ site: "LL", kind, dev: `${kind}_${i}` }));
+  const t0 = Date.now() - n;
+  const out: Msg[] = [];
+  for (let i = 0; i < n; i++) {
+    const a = devices[i % devices.length]!;
+    const seq = Math.floor(i / devices.length);
+    out.push(kind === "sqal" ? sqalSample(a, 1, seq, t0 + i) : fridgeReading(a, 1, seq, t0 + i));
+  }
+  return out;
+}
+
+async function rawCopy(db: Db, table: ChannelTable, lines: string[]): Promise<number> {
+  await db.query(`TRUNCATE ${table}`);
+  const cols = TABLE_COLUMNS[table].join(", ");
+  const t0 = performance.now();
+  for (let i = 0; i < lines.length; i += batch) {
+    const chunk = lines.slice(i, i + batch);
+    await db.transaction((tx) => tx.copyFrom(`COPY ${table} (${cols}) FROM STDIN`, `${chunk.join("\n")}\n`));
+  }
+  const s = (performance.now() - t0) / 1000;
+  await db.query(`TRUNCATE ${table}`);
+  return lines.length / s;
+}
+
+async function ingestPath(db: Db, msgs: Msg[]): Promise<{ rate: number; stored: number; duplicates: number }> {
+  const seen = new Map<string, number>();
+  const cache = { get: (d: string) => seen.get(d) };
+  let stored = 0;
+  let duplicates = 0;
+  let pending: Promise<void> | undefined;
+  const t0 = performance.now();
+  for (let i = 0; i < msgs.length; i += batch) {
+    const now = Date.now();
+    const items: BatchItem[] = msgs
+      .slice(i, i + batch)
+      .map((m) => ({ ...m, receivedAt: now, outcome: classify(m.topic, m.payload, now) }));
+    if (pending) await pending;
+    pending = writeBatch(db, items, cache, 5000).then((r) => {
+      for (const [d, at] of r.seen) seen.set(d, at);
+      for (const n of Object.values(r.inserted)) stored += n ?? 0;
+      for (const n of Object.values(r.duplicates)) duplicates += n ?? 0;
+    });
+  }
+  await pending;
+  return { rate: msgs.length / ((performance.now() - t0) / 1000), stored, duplicates };
+}
+
+function decodeRate(msgs: Msg[]): number {
+  const t0 = performance.now();
+  for (const m of msgs) classify(m.topic, m.payload, Date.now());
+  return msgs.length / ((performance.now() - t0) / 1000);
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+
+const { createTestDatabase } = await import("@esp-fleet/common/testing"); // after TEST_DATABASE_URL is defaulted
+const target = await createTestDatabase("benchingest");
+const db = await openDb({ databaseUrl: target.url, dataDir: "/nonexistent", logger });
+try {
+  await migrate(db, { logger });
+  const load = (await import("node:os"))
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+  console.log(`bench:ingest — PostgreSQL ${target.name}, batch ${batch}, load average before: ${load}`);
+  for (const [kind, table, n] of [
+    ["sqal", "sqal_samples", Number(values.sqal)],
+    ["fridge", "fridge_readings", Number(values.fridge)],
+  ] as const) {
+    const msgs = messages(kind, n);
+    const dup = msgs.filter((_, i) => i % Math.round(1 / Number(values.dup)) === 0);
+    const withDupes = [...msgs, ...dup];
+    const lines = msgs.map((m) => {
+      const o = classify(m.topic, m.payload, Date.now());
+      if (o.type !== "row") throw new Error(`unexpected ${o.type}`);
+      return o.line;
+    });
+    const bytes = msgs.reduce((s, m) => s + m.payload.length, 0) / msgs.length;
+    const decode = decodeRate(msgs.slice(0, 20_000));
+    const copy = await rawCopy(db, table, lines);
+    const ing = await ingestPath(db, withDupes);
+    const rows = Number((await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]?.n);
+    const ok = rows === msgs.length && ing.duplicates === dup.length;
+    console.log(
+      `${kind.padEnd(6)} ${fmt(n)} rows (+${fmt(dup.length)} duplicates), ${Math.round(bytes)} B CBOR each\n` +
+        `  decode+validate only : ${fmt(decode)} msg/s\n` +
+        `  raw COPY             : ${fmt(copy)} rows/s\n` +
+        `  ingest path          : ${fmt(ing.rate)} msg/s (${((ing.rate / copy) * 100).toFixed(0)} % of raw COPY), stored ${fmt(ing.stored)}, duplicates ${fmt(ing.duplicates)}, table ${fmt(rows)} rows — exactly once: ${ok ? "yes" : "NO"}`,
+    );
+  }
+} finally {
+  await db.close();
+  await target.drop();
+}
