@@ -1,5 +1,116 @@
-// Placeholder until issue #4 lands: the command exists in `esp-fleet --help` but is not built yet.
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write("esp-fleet: this command is not built yet (issue #4)\n");
-  return 2;
+import { join } from "node:path";
+import { Command, Option } from "commander";
+import { loadConfig, env } from "@esp-fleet/common/config";
+import { FleetError } from "@esp-fleet/common/errors";
+import type { Db } from "@esp-fleet/db";
+import { z } from "zod";
+import { FileCredentialStore, ROLES, SERVICE_SCOPES, type CredentialStore, type Role, type ServiceScope } from "./credentials.ts";
+import { DbCredentialStore } from "./credential-db-store.ts";
+import { createCredential, listCredentials, revokeCredential, rotateCredential } from "./provision.ts";
+
+/** The environment `esp-fleet provision` reads: the same store selection as the broker. */
+export const ProvisionConfigSchema = z.object({
+  DATA_DIR: env.string("./data", "directory holding credentials.json"),
+  MQTT_CREDENTIALS_FILE: env.optionalString("credentials file; default ${DATA_DIR}/credentials.json"),
+  DATABASE_URL: env.url("PostgreSQL URL; when set, credentials are managed in its `credentials` table"),
+});
+
+async function openStore(opts: { file?: string }, envSource: Record<string, string | undefined>): Promise<CredentialStore> {
+  const config = loadConfig(ProvisionConfigSchema, envSource);
+  if (config.DATABASE_URL && !opts.file) {
+    const mod = (await import("@esp-fleet/db")) as Record<string, unknown>;
+    const open = (mod.openDb ?? mod.createDb ?? mod.connectDb) as ((o: { url: string }) => Promise<Db>) | undefined;
+    if (typeof open === "function") return new DbCredentialStore(await open({ url: config.DATABASE_URL }), { closeDb: true });
+    throw new FleetError(
+      "UNAVAILABLE",
+      "DATABASE_URL is set but the db package cannot open it yet; pass --file to use a credentials file",
+    );
+  }
+  return new FileCredentialStore(opts.file ?? config.MQTT_CREDENTIALS_FILE ?? join(config.DATA_DIR, "credentials.json"));
+}
+
+/**
+ * `esp-fleet provision create|rotate|revoke|list`. A generated password is printed once, on stdout, and
+ * never stored in clear. Output is JSON with `--json`, a short human line otherwise.
+ */
+export async function run(argv: string[], envSource: Record<string, string | undefined> = process.env): Promise<number> {
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  const program = new Command("esp-fleet provision")
+    .description(
+      "create / rotate / revoke / list broker credentials (in the database when DATABASE_URL is set, else the credentials file)",
+    )
+    .option("--file <path>", "credentials file (overrides DATA_DIR / MQTT_CREDENTIALS_FILE / DATABASE_URL)")
+    .option("--json", "machine-readable output")
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const withStore = async (fn: (store: CredentialStore, json: boolean) => Promise<void>) => {
+    const g = program.opts<{ file?: string; json?: boolean }>();
+    const store = await openStore({ ...(g.file ? { file: g.file } : {}) }, envSource);
+    try {
+      await fn(store, !!g.json);
+    } finally {
+      await store.close();
+    }
+  };
+  program
+    .command("create <username>")
+    .description("create a credential and print its generated password once")
+    .addOption(new Option("--role <role>", "device, service or viewer").choices(ROLES).default("device"))
+    .option("--scope <scope...>", `service scopes: ${SERVICE_SCOPES.join(", ")}`)
+    .action(async (username: string, o: { role: Role; scope?: string[] }) => {
+      const bad = (o.scope ?? []).filter((s) => !(SERVICE_SCOPES as readonly string[]).includes(s));
+      if (bad.length) throw new FleetError("BAD_INPUT", `unknown scope ${bad.join(", ")}; expected ${SERVICE_SCOPES.join(", ")}`);
+      await withStore(async (store, json) => {
+        const r = await createCredential(store, { username, role: o.role, scopes: (o.scope ?? []) as ServiceScope[] });
+        out(
+          json
+            ? JSON.stringify(r)
+            : `created ${username} (${o.role}${r.credential.scopes.length ? `: ${r.credential.scopes.join(",")}` : ""}) password: ${r.password}`,
+        );
+      });
+    });
+  program
+    .command("rotate <username>")
+    .description("replace a credential's password (prints the new one once); un-revokes it")
+    .action(async (username: string) =>
+      withStore(async (store, json) => {
+        const r = await rotateCredential(store, username);
+        out(json ? JSON.stringify(r) : `rotated ${username} password: ${r.password}`);
+      }),
+    );
+  program
+    .command("revoke <username>")
+    .description("refuse this credential from now on (existing sessions end at their next CONNECT)")
+    .action(async (username: string) =>
+      withStore(async (store, json) => {
+        const r = await revokeCredential(store, username);
+        out(json ? JSON.stringify(r) : `revoked ${username} at ${r.revokedAt}`);
+      }),
+    );
+  program
+    .command("list")
+    .description("list credentials (never their hashes)")
+    .action(async () =>
+      withStore(async (store, json) => {
+        const all = await listCredentials(store);
+        if (json) out(JSON.stringify(all));
+        else
+          for (const c of all)
+            out(
+              `${c.username.padEnd(24)} ${c.role.padEnd(8)} ${c.scopes.join(",").padEnd(16)} ${c.revokedAt ? `revoked ${c.revokedAt}` : "active"}`,
+            );
+      }),
+    );
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch (e) {
+    if (e instanceof FleetError) {
+      process.stderr.write(`esp-fleet provision: ${e.message}\n`);
+      return e.code === "NOT_FOUND" ? 3 : e.code === "CONFLICT" ? 4 : 2;
+    }
+    const exit = (e as { exitCode?: number }).exitCode;
+    if (exit !== undefined) return exit;
+    throw e;
+  }
+  return 0;
 }
