@@ -16,7 +16,7 @@ export async function runBroker(
   const logger = createLogger("broker", { level: config.LOG_LEVEL });
   const http = createHttpContext(logger);
   let db: import("@esp-fleet/db").Db | undefined;
-  if (config.DATABASE_URL) db = await openDatabase(config.DATABASE_URL);
+  if (config.DATABASE_URL) db = await openDatabase(config.DATABASE_URL, config.DATA_DIR, logger);
   const broker = await createBroker(config, { logger, http, ...(db ? { db } : {}) });
   const app = buildHttpApp(http);
   await app.register(brokerHttpPlugin, { broker });
@@ -46,16 +46,10 @@ export async function runBroker(
   return { broker, httpPort, stop };
 }
 
-/** A `Db` over DATABASE_URL from the db package (issue #2's implementation). */
-async function openDatabase(url: string) {
-  const mod = (await import("@esp-fleet/db")) as Record<string, unknown>;
-  const open = (mod.openDb ?? mod.createDb ?? mod.connectDb) as
-    ((o: { url: string }) => Promise<import("@esp-fleet/db").Db>) | undefined;
-  if (typeof open !== "function")
-    throw new ConfigError(
-      "DATABASE_URL is set but the db package provides no way to open it yet; unset it to use the credentials file",
-    );
-  return open({ url });
+/** A `Db` over DATABASE_URL (the db package's pg pool). */
+async function openDatabase(url: string, dataDir: string, logger: import("@esp-fleet/common/logger").Logger) {
+  const { openDb } = await import("@esp-fleet/db");
+  return openDb({ databaseUrl: url, dataDir, logger, poolMax: 4 });
 }
 
 /** Run until SIGINT/SIGTERM; exit code 0 on a clean stop. */

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { Command, Option } from "commander";
 import { loadConfig, env } from "@esp-fleet/common/config";
 import { FleetError } from "@esp-fleet/common/errors";
+import { silentLogger } from "@esp-fleet/common/logger";
 import type { Db } from "@esp-fleet/db";
 import { z } from "zod";
 import { FileCredentialStore, ROLES, SERVICE_SCOPES, type CredentialStore, type Role, type ServiceScope } from "./credentials.ts";
@@ -18,13 +19,14 @@ export const ProvisionConfigSchema = z.object({
 async function openStore(opts: { file?: string }, envSource: Record<string, string | undefined>): Promise<CredentialStore> {
   const config = loadConfig(ProvisionConfigSchema, envSource);
   if (config.DATABASE_URL && !opts.file) {
-    const mod = (await import("@esp-fleet/db")) as Record<string, unknown>;
-    const open = (mod.openDb ?? mod.createDb ?? mod.connectDb) as ((o: { url: string }) => Promise<Db>) | undefined;
-    if (typeof open === "function") return new DbCredentialStore(await open({ url: config.DATABASE_URL }), { closeDb: true });
-    throw new FleetError(
-      "UNAVAILABLE",
-      "DATABASE_URL is set but the db package cannot open it yet; pass --file to use a credentials file",
-    );
+    const { openDb } = await import("@esp-fleet/db");
+    const db: Db = await openDb({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      logger: silentLogger(),
+      poolMax: 1,
+    });
+    return new DbCredentialStore(db, { closeDb: true });
   }
   return new FileCredentialStore(opts.file ?? config.MQTT_CREDENTIALS_FILE ?? join(config.DATA_DIR, "credentials.json"));
 }
