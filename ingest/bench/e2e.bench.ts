@@ -7,7 +7,9 @@
  *   - PostgreSQL: a fresh database on TEST_DATABASE_URL (default the local server), dropped at the end.
  * Measures, over the emulator's steady window: readings committed per second, publish→commit latency
  * (device ts → commit; same clock), and after the fleet stops, loss = readings produced − rows stored.
- * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge]
+ * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
+ * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
+ * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { loadavg } from "node:os";
@@ -26,6 +28,8 @@ const { values } = parseArgs({
     kinds: { type: "string", default: "fridge" },
     interval: { type: "string", default: "1000" },
     batch: { type: "string", default: "2000" },
+    harness: { type: "string", default: "emulator" },
+    connections: { type: "string", default: "20" },
   },
 });
 process.env.TEST_DATABASE_URL ||= "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -89,17 +93,21 @@ let windowEnd: Record<string, number> = {};
 let ingestCpuPct = 0;
 let windowWall = 0;
 const done = await new Promise<Record<string, number>>((resolve, reject) => {
-  const opts = {
-    url,
-    devices,
-    kinds: values.kinds.split(","),
-    windowS,
-    intervalMs: Number(values.interval),
-    rampMs: Math.round(devices * 0.5),
-    seed: 1,
-  };
-  const c = child(here("../../device-emulator/bench/emulator-child.ts"), [JSON.stringify(opts)], (tag, data) => {
-    if (tag === "PROGRESS") process.stdout.write(`  ramp: ${data}\n`);
+  const lean = values.harness === "lean";
+  const opts = lean
+    ? { url, devices, windowS, intervalMs: Number(values.interval), connections: Number(values.connections), warmupS: 5 }
+    : {
+        url,
+        devices,
+        kinds: values.kinds.split(","),
+        windowS,
+        intervalMs: Number(values.interval),
+        rampMs: Math.round(devices * 0.5),
+        seed: 1,
+      };
+  const file = lean ? here("./lean-publisher-child.ts") : here("../../device-emulator/bench/emulator-child.ts");
+  const c = child(file, [JSON.stringify(opts)], (tag, data) => {
+    if (tag === "PROGRESS") process.stdout.write(`  progress: ${data}\n`);
     if (tag === "WINDOW_START") {
       inWindow = true;
       windowStart = performance.now();

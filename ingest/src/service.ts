@@ -336,7 +336,7 @@ export function createIngest(options: IngestOptions): IngestService {
         subscribeIfNeeded(connack.sessionPresent);
       });
       c.on("close", () => {
-        if (stats.connected) log.warn("broker connection lost; reconnecting");
+        if (stats.connected && !stopping) log.warn("broker connection lost; reconnecting");
         stats.connected = false;
         m.mqttUp.set(0);
       });
