@@ -2,7 +2,6 @@ import { createRng, hashString, type Rng } from "@esp-fleet/common/random";
 import {
   CommandSchemas,
   decodeCbor,
-  encodeCbor,
   formatIssues,
   SCHEMA_VERSION,
   type Command,
@@ -11,6 +10,7 @@ import {
   type FaultId,
   type InspectionProfile,
 } from "@esp-fleet/schemas";
+import { encodeFast as encodeCbor } from "./cbor-fast.ts";
 import { FridgeModel, type FridgeValues } from "./models/fridge.ts";
 import { FeedingLot, lotCode, lotNumber, momentOf, nextFeedingAt } from "./models/feeding.ts";
 import { drawTier, measureSample } from "./models/sqal.ts";

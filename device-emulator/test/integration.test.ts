@@ -87,7 +87,13 @@ afterEach(async () => {
 const endClient = (c: MqttClient) => () => new Promise<void>((r) => c.end(true, () => r()));
 
 const BROKERS = [
-  { name: "Aedes (in-process)", start: async () => startTestBroker() },
+  {
+    name: "Aedes (in-process)",
+    start: async () => {
+      const b = await startTestBroker();
+      return { url: b.url, stop: () => b.close() };
+    },
+  },
   { name: "Mosquitto", start: async () => startMosquitto(), missing: !MOSQUITTO },
 ] as const;
 
@@ -98,7 +104,7 @@ for (const broker of BROKERS) {
     () => {
       it("N devices come online (retained status), publish at the configured rate, every (dev, boot, seq) exactly once in order", async () => {
         const b = await broker.start();
-        cleanups.push(() => b.close?.() ?? (b as { stop(): Promise<void> }).stop());
+        cleanups.push(() => b.stop());
         const sub = await subscriber(b.url, filters.allDevices);
         cleanups.push(endClient(sub.client));
         const CYCLES = 15;

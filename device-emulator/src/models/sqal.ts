@@ -51,6 +51,10 @@ interface Geometry {
 }
 
 const geometryCache = new WeakMap<SqalProfile, Geometry>();
+// Scratch space for one frame (single-threaded; reused by every sample).
+const SCRATCH_SURFACE = new Float64Array(TOF_ZONES);
+const SCRATCH_REFL = new Float64Array(TOF_ZONES);
+const SCRATCH_ON_PRODUCT = new Uint8Array(TOF_ZONES);
 
 function geometry(profile: SqalProfile): Geometry {
   let g = geometryCache.get(profile);
@@ -89,6 +93,12 @@ export function drawTier(rng: Rng, weights: Record<QualityTier, number>): Qualit
     if (x < 0) return t;
   }
   return "acceptable";
+}
+
+/** One AS7341 channel: mean counts with shot noise, 16-bit saturation. */
+function count(rng: Rng, scale: number, ref: number, mod: number): number {
+  const mean = ref * scale * mod;
+  return clamp(Math.round(mean + rng.normal(0, Math.sqrt(Math.max(mean, 1)) * 0.5 + 2)), 0, 65535);
 }
 
 function clamp(x: number, lo: number, hi: number): number {
@@ -145,9 +155,9 @@ function measureTof(rng: Rng, profile: SqalProfile, tm: TierModel, defects: Defe
   const cx = rng.normal(0, p.centreJitterMm);
   const cy = rng.normal(0, p.centreJitterMm);
   const productRefl = p.reflectance.product[0] + (p.reflectance.product[1] - p.reflectance.product[0]) * tm.freshness;
-  const surface = new Float64Array(TOF_ZONES);
-  const onProduct = new Uint8Array(TOF_ZONES);
-  const reflF = new Float64Array(TOF_ZONES);
+  const surface = SCRATCH_SURFACE;
+  const onProduct = SCRATCH_ON_PRODUCT;
+  const reflF = SCRATCH_REFL;
   for (let i = 0; i < TOF_ZONES; i++) {
     const dx = (g.x[i] as number) - cx;
     const dy = (g.y[i] as number) - cy;
@@ -157,10 +167,12 @@ function measureTof(rng: Rng, profile: SqalProfile, tm: TierModel, defects: Defe
     if (r2 < 1) {
       onProduct[i] = 1;
       surface[i] = height * Math.sqrt(1 - r2) + rng.normal(0, tm.textureMm);
-      reflF[i] = productRefl + rng.normal(0, 2);
+      reflF[i] = productRefl + (rng.next() - 0.5) * 6;
     } else {
-      surface[i] = rng.normal(0, 0.4);
-      reflF[i] = p.reflectance.tray + rng.normal(0, 1);
+      // tray floor: small uniform noise is enough (cheaper than a Gaussian)
+      onProduct[i] = 0;
+      surface[i] = (rng.next() - 0.5) * 1.2;
+      reflF[i] = p.reflectance.tray + (rng.next() - 0.5) * 3;
     }
   }
   // Random defects on the product.
@@ -185,7 +197,7 @@ function measureTof(rng: Rng, profile: SqalProfile, tm: TierModel, defects: Defe
         reflF[i] = (reflF[i] as number) + reflDelta;
       }
   }
-  let ambSum = 0;
+  const amb = Math.round(rng.uniform(p.ambientKcps[0], p.ambientKcps[1]));
   for (let i = 0; i < TOF_ZONES; i++) {
     const d = clamp(Math.round(hs - (surface[i] as number)), 1, 4000);
     const rf = clamp(Math.round(reflF[i] as number), 1, 100);
@@ -193,10 +205,9 @@ function measureTof(rng: Rng, profile: SqalProfile, tm: TierModel, defects: Defe
     dist[i] = invalid ? clamp(Math.round(d + rng.normal(0, 30)), 0, 4000) : d;
     status[i] = invalid ? rng.pick(INVALID_STATUSES) : TOF_STATUS_VALID;
     refl[i] = rf;
-    amp[i] = clamp(Math.round(((rf * 18 * 100) / d) * rng.uniform(0.95, 1.05)), 0, 4095);
-    ambSum += rng.uniform(p.ambientKcps[0], p.ambientKcps[1]);
+    amp[i] = clamp(Math.round(((rf * 18 * 100) / d) * (0.95 + 0.1 * rng.next())), 0, 4095);
   }
-  return { dist, status, refl, amp, amb: Math.round(ambSum / TOF_ZONES), h: hs };
+  return { dist, status, refl, amp, amb, h: hs };
 }
 
 function pickProductZone(rng: Rng, onProduct: Uint8Array, edge: boolean): number {
@@ -242,19 +253,15 @@ function measureSpectral(
   const fatF = 1 - s.fat * (1 - fat);
   const nirF = 1 - s.nirAging * (1 - freshness);
   const r = s.reference;
-  const count = (ref: number, mod: number): number => {
-    const mean = ref * scale * mod;
-    return clamp(Math.round(mean + rng.normal(0, Math.sqrt(Math.max(mean, 1)) * 0.5 + 2)), 0, 65535);
-  };
-  const f1 = count(r.f1, blue);
-  const f2 = count(r.f2, blue);
-  const f3 = count(r.f3, 1);
-  const f4 = count(r.f4, 1);
-  const f5 = count(r.f5, 1);
-  const f6 = count(r.f6, fatF);
-  const f7 = count(r.f7, fatF);
-  const f8 = count(r.f8, 1);
-  const nir = count(r.nir, nirF);
-  const clear = count(r.clear, (blue * 2 + fatF * 2 + 6) / 10);
+  const f1 = count(rng, scale, r.f1, blue);
+  const f2 = count(rng, scale, r.f2, blue);
+  const f3 = count(rng, scale, r.f3, 1);
+  const f4 = count(rng, scale, r.f4, 1);
+  const f5 = count(rng, scale, r.f5, 1);
+  const f6 = count(rng, scale, r.f6, fatF);
+  const f7 = count(rng, scale, r.f7, fatF);
+  const f8 = count(rng, scale, r.f8, 1);
+  const nir = count(rng, scale, r.nir, nirF);
+  const clear = count(rng, scale, r.clear, (blue * 2 + fatF * 2 + 6) / 10);
   return { f1, f2, f3, f4, f5, f6, f7, f8, clear, nir, gain, atime, astep };
 }

@@ -1,0 +1,173 @@
+/**
+ * The measured process of `bench:emulator`: a fleet of N devices (one MQTT.js session each) in this
+ * process, nothing else. Protocol on stdout, one line each:
+ *   PROGRESS {…}      every second while ramping up
+ *   WINDOW_START {…}  all devices online; measurement starts
+ *   WINDOW_END {…}    after the window: CPU %, RSS, event-loop lag p99, messages sent
+ *   DONE {…}          after a clean stop: total telemetry readings produced
+ * Usage: tsx device-emulator/bench/emulator-child.ts '<json options>'
+ */
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import mqtt, { type MqttClient } from "mqtt";
+import { deviceTopic, type DeviceKind } from "@esp-fleet/schemas";
+import { encodeFast } from "../src/cbor-fast.ts";
+import { startFleet, fleetSpecs, type FleetStats } from "../src/fleet.ts";
+
+interface ChildOptions {
+  url: string;
+  devices: number;
+  kinds: DeviceKind[];
+  windowS: number;
+  intervalMs: number;
+  rampMs: number;
+  seed: number;
+  /** "bare": plain MQTT.js clients doing the same publishing (the baseline), no firmware. */
+  mode?: "fleet" | "bare";
+}
+
+interface Runner {
+  stats(): Pick<FleetStats, "online" | "sent" | "readings" | "reconnects" | "dropped" | "buffered" | "publishErrors" | "errors">;
+  stop(): Promise<void>;
+}
+
+/** The baseline: one MQTT.js client per device with the same session options, publishing a pre-encoded
+ * fridge-sized CBOR payload once per interval from one shared 10 ms tick. */
+function startBare(): Runner {
+  const specs = fleetSpecs(o.devices, o.kinds, ["LL", "LS", "MT"]);
+  const payload = encodeFast({
+    v: 1,
+    dev: "FRIDGE_LL_01",
+    boot: 1,
+    seq: 5,
+    ts: Date.now(),
+    t: 5.12,
+    t_evap: -3.2,
+    p_lo: 2.5,
+    p_hi: 12.1,
+    i_comp: 15.2,
+    v_sup: 380.1,
+    vib: 0.52,
+    rh: 65.2,
+    flow: 100.3,
+    door: false,
+    comp: true,
+    defrost: false,
+    sim: { fault: null },
+  });
+  let online = 0;
+  let sent = 0;
+  const clients: { c: MqttClient; topic: string }[] = [];
+  specs.forEach((spec, i) => {
+    setTimeout(
+      () => {
+        const c = mqtt.connect(o.url, {
+          clientId: spec.dev,
+          clean: false,
+          reconnectPeriod: 0,
+          keepalive: 30,
+          will: { topic: deviceTopic(spec, "status"), payload, qos: 1, retain: true },
+        });
+        c.on("connect", () => {
+          online++;
+          c.subscribe(`${spec.site}/${spec.kind}/${spec.dev}/cmd/+`, { qos: 1 });
+        });
+        c.on("close", () => online--);
+        c.on("error", () => undefined);
+        clients.push({ c, topic: deviceTopic(spec, "telemetry") });
+      },
+      (o.rampMs * i) / specs.length,
+    );
+  });
+  const opts = { qos: 1 as const, retain: false };
+  let next = 0;
+  const perTick = Math.max(1, Math.round((o.devices * 10) / o.intervalMs));
+  const tick = setInterval(() => {
+    for (let k = 0; k < perTick && clients.length > 0; k++) {
+      const d = clients[next++ % clients.length] as { c: MqttClient; topic: string };
+      if (d.c.connected) {
+        d.c.publish(d.topic, payload, opts);
+        sent++;
+      }
+    }
+  }, 10);
+  return {
+    stats: () => ({ online, sent, readings: sent, reconnects: 0, dropped: 0, buffered: 0, publishErrors: 0, errors: 0 }),
+    stop: async () => {
+      clearInterval(tick);
+      await Promise.all(clients.map((d) => d.c.endAsync(false)));
+    },
+  };
+}
+
+const o = JSON.parse(process.argv[2] ?? "{}") as ChildOptions;
+const emit = (tag: string, data: Record<string, unknown>) => process.stdout.write(`${tag} ${JSON.stringify(data)}\n`);
+
+const rssBefore = process.memoryUsage().rss;
+const eld = monitorEventLoopDelay({ resolution: 10 });
+eld.enable();
+const t0 = Date.now();
+const fleet: Runner =
+  o.mode === "bare"
+    ? startBare()
+    : await startFleet({
+        url: o.url,
+        devices: o.devices,
+        kinds: o.kinds,
+        seed: o.seed,
+        intervalMs: o.intervalMs,
+        faultProb: 0.1,
+        rampMs: o.rampMs,
+        connectTimeoutMs: 30_000,
+        firmware: { backoffMinMs: 2000, backoffMaxMs: 30_000, watchdogMs: 0 },
+      });
+process.on("SIGTERM", () => void fleet.stop().then(() => process.exit(0)));
+for (;;) {
+  await new Promise((r) => setTimeout(r, 1000));
+  const s = fleet.stats();
+  emit("PROGRESS", { t: Date.now() - t0, online: s.online, sent: s.sent, reconnects: s.reconnects });
+  if (s.online === o.devices) break;
+  if (Date.now() - t0 > 120_000) {
+    emit("FAIL", { reason: `only ${s.online}/${o.devices} online after 120 s` });
+    process.exit(1);
+  }
+}
+// Let the connection storm settle before measuring.
+await new Promise((r) => setTimeout(r, 3000));
+const startStats = fleet.stats();
+const cpu0 = process.cpuUsage();
+const w0 = performance.now();
+eld.reset();
+emit("WINDOW_START", { rampMs: Date.now() - t0, sent: startStats.sent, readings: startStats.readings });
+let rssMax = 0;
+const sampler = setInterval(() => {
+  rssMax = Math.max(rssMax, process.memoryUsage().rss);
+}, 1000);
+await new Promise((r) => setTimeout(r, o.windowS * 1000));
+clearInterval(sampler);
+const cpu = process.cpuUsage(cpu0);
+const wallMs = performance.now() - w0;
+const endStats = fleet.stats();
+const mem = process.memoryUsage();
+rssMax = Math.max(rssMax, mem.rss);
+emit("WINDOW_END", {
+  wallMs,
+  cpuPct: ((cpu.user + cpu.system) / 1000 / wallMs) * 100,
+  rss: mem.rss,
+  rssMax,
+  rssBefore,
+  heapUsed: mem.heapUsed,
+  eldP99Ms: eld.percentile(99) / 1e6,
+  eldMaxMs: eld.max / 1e6,
+  sent: endStats.sent - startStats.sent,
+  readings: endStats.readings - startStats.readings,
+  online: endStats.online,
+  reconnects: endStats.reconnects - startStats.reconnects,
+  dropped: endStats.dropped,
+  buffered: endStats.buffered,
+  publishErrors: endStats.publishErrors,
+  errors: endStats.errors,
+});
+await fleet.stop();
+const fin = fleet.stats();
+emit("DONE", { readings: fin.readings, sent: fin.sent, dropped: fin.dropped, buffered: fin.buffered });
+process.exit(0);
