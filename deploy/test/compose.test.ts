@@ -71,7 +71,16 @@ const compose = interpolateTree(rawCompose, envVars);
 
 const ESP_FLEET_IMAGE = envVars.ESP_FLEET_IMAGE ?? "esp-fleet:local";
 const espFleetServices = Object.entries(compose.services).filter(([, s]) => s.image === ESP_FLEET_IMAGE);
-const argv = (s: Service): string[] => (Array.isArray(s.command) ? s.command : (s.command ?? "").split(/\s+/).filter(Boolean));
+const words = (v: string | string[] | undefined): string[] => (Array.isArray(v) ? v : (v ?? "").split(/\s+/).filter(Boolean));
+const argv = (s: Service): string[] => words(s.command);
+/** Services of the image that run a script instead of the `esp-fleet` entry point: `node --import tsx <script>`. */
+const scriptOf = (s: Service): string | undefined => {
+  const e = words(s.entrypoint);
+  return e.length ? e.at(-1) : undefined;
+};
+/** What configures a service: its `esp-fleet` command, or the script its entrypoint runs. */
+const runnerOf = (s: Service): string => scriptOf(s) ?? argv(s)[0] ?? "start";
+const cliServices = espFleetServices.filter(([, s]) => !scriptOf(s));
 const environment = (s: Service): Record<string, string> => {
   if (Array.isArray(s.environment)) {
     return Object.fromEntries(s.environment.map((kv) => [kv.split("=")[0]!, kv.split("=").slice(1).join("=")]));
@@ -89,7 +98,7 @@ const healthTest = (s: Service): string => [s.healthcheck?.test ?? []].flat().jo
  */
 const CONFIG_OF_COMMAND: Record<string, { module: string; schema: string }> = {
   broker: { module: "broker/src/config.ts", schema: "BrokerConfigSchema" },
-  provision: { module: "broker/src/config.ts", schema: "BrokerConfigSchema" },
+  "deploy/provision/ensure-credentials.ts": { module: "deploy/provision/ensure-credentials.ts", schema: "ProvisionEnvSchema" },
   ingest: { module: "ingest/src/config.ts", schema: "IngestConfigSchema" },
   sqal: { module: "sqal/src/config.ts", schema: "SqalConfigSchema" },
   emulate: { module: "device-emulator/src/config.ts", schema: "EmulatorConfigSchema" },
@@ -135,7 +144,7 @@ function parsePort(spec: string | number): { host: number | undefined; container
 }
 
 const longRunning = espFleetServices.filter(([, s]) => s.restart !== "no");
-const distinctCommands = [...new Set(espFleetServices.map(([, s]) => argv(s)[0]).filter((c): c is string => !!c))];
+const distinctCommands = [...new Set(cliServices.map(([, s]) => argv(s)[0]).filter((c): c is string => !!c))];
 
 // ------------------------------------------------------------------------------------------------ tests
 
@@ -184,7 +193,7 @@ describe("docker-compose.yml against the Compose specification", () => {
       expect(e.value, `${e.key} in .env.example`).toMatch(/^change-me/);
     }
     // Every secret is required (`${X:?…}`) so a missing .env stops compose instead of running with a default.
-    for (const e of envExample.filter((x) => /PASSWORD/.test(x.key))) {
+    for (const e of envExample.filter((x) => /PASSWORD|SECRET/.test(x.key))) {
       expect(composeText, `${e.key} must be required with \${${e.key}:?…}`).toMatch(new RegExp(`\\$\\{${e.key}:\\?`));
       expect(composeText, `${e.key} must never have a default`).not.toMatch(new RegExp(`\\$\\{${e.key}:?-`));
     }
@@ -195,12 +204,24 @@ describe("docker-compose.yml against the Compose specification", () => {
   it("runs only esp-fleet commands that exist in the CLI dispatcher", () => {
     const known = new Set(COMMANDS.map((c) => c.name));
     expect(espFleetServices.length).toBeGreaterThanOrEqual(5);
-    for (const [name, s] of espFleetServices) {
+    for (const [name, s] of cliServices) {
       expect(known, `${name}: esp-fleet ${argv(s)[0]}`).toContain(argv(s)[0]);
     }
     for (const core of ["broker", "ingest", "sqal", "emulate"])
       expect(distinctCommands, `a service runs ${core}`).toContain(core);
   });
+
+  it.each(espFleetServices.filter(([, s]) => scriptOf(s)).map(([name]) => name))(
+    "service %s: runs a script of the image with tsx, which exists and is not docker-ignored",
+    (name) => {
+      const s = compose.services[name]!;
+      expect(words(s.entrypoint).slice(0, 3)).toEqual(["node", "--import", "tsx"]);
+      const script = scriptOf(s)!;
+      expect(existsSync(join(root, script)), script).toBe(true);
+      expect(dockerIgnored(read(".dockerignore").split("\n"), script), `${script} is docker-ignored`).toBe(false);
+      expect(s.command, "no CMD arguments for the script").toEqual([]);
+    },
+  );
 
   it.each(distinctCommands)(
     "every flag and subcommand it passes to `esp-fleet %s` appears in that command's --help",
@@ -216,7 +237,7 @@ describe("docker-compose.yml against the Compose specification", () => {
         );
         return r.stdout + r.stderr;
       };
-      for (const [name, s] of espFleetServices.filter(([, x]) => argv(x)[0] === command)) {
+      for (const [name, s] of cliServices.filter(([, x]) => argv(x)[0] === command)) {
         const [, ...rest] = argv(s);
         const sub = rest[0] && !rest[0].startsWith("-") ? rest[0] : undefined;
         if (sub) expect(await help([command]), `${name}: subcommand ${sub}`).toMatch(new RegExp(`\\b${sub}\\b`));
@@ -234,7 +255,7 @@ describe("docker-compose.yml against the Compose specification", () => {
     "service %s: every environment variable is in its config schema (or the allow-list) and the values pass it",
     async (name) => {
       const s = compose.services[name]!;
-      const schema = await schemaFor(argv(s)[0]!);
+      const schema = await schemaFor(runnerOf(s));
       const env = environment(s);
       const unknown = Object.keys(env).filter((k) => !(k in schema.shape) && !(k in ENV_ALLOW_LIST));
       expect(unknown, `${name}: variables its config schema does not read`).toEqual([]);
@@ -255,7 +276,7 @@ describe("docker-compose.yml against the Compose specification", () => {
     "service %s: every published port is the service's default port, published on the same number",
     async (name) => {
       const s = compose.services[name]!;
-      const schema = await schemaFor(argv(s)[0]!);
+      const schema = await schemaFor(runnerOf(s));
       const defaults = defaultPorts(schema);
       const env = environment(s);
       for (const [variable, value] of Object.entries(env).filter(([k]) => defaults.has(k))) {
@@ -273,7 +294,7 @@ describe("docker-compose.yml against the Compose specification", () => {
     "service %s: the healthcheck probes /health/ready on its own HTTP port",
     async (name) => {
       const s = compose.services[name]!;
-      const schema = await schemaFor(argv(s)[0]!);
+      const schema = await schemaFor(runnerOf(s));
       if (!("HTTP_PORT" in schema.shape)) {
         // The image's HEALTHCHECK would probe a port nobody listens on.
         expect(s.healthcheck?.disable, `${name} has no HTTP port: disable the image's healthcheck`).toBe(true);
@@ -455,15 +476,18 @@ describe("Prometheus and Grafana", () => {
 
   it.each(longRunning.map(([name]) => name))("scrapes /metrics of service %s by its compose name and HTTP_PORT", async (name) => {
     const s = compose.services[name]!;
-    const schema = await schemaFor(argv(s)[0]!);
+    const schema = await schemaFor(runnerOf(s));
     if (!("HTTP_PORT" in schema.shape)) return; // nothing to scrape (the emulator)
     const port = environment(s).HTTP_PORT ?? String(defaultPorts(schema).get("HTTP_PORT"));
     expect(targets.get(`${name}:${port}`), `${name}:${port} scraped`).toBe("/metrics");
   });
 
-  const datasources = parseYaml(read("deploy/grafana/provisioning/datasources/prometheus.yml")) as {
-    datasources: { uid: string; url: string; type: string }[];
+  const datasourcesText = read("deploy/grafana/provisioning/datasources/datasources.yml");
+  const datasources = parseYaml(datasourcesText) as {
+    datasources: { uid: string; url: string; type: string; jsonData?: { database?: string } }[];
   };
+  const promUid = datasources.datasources.find((d) => d.type === "prometheus")?.uid;
+  const sqlUid = datasources.datasources.find((d) => d.type === "grafana-postgresql-datasource")?.uid;
   const provider = parseYaml(read("deploy/grafana/provisioning/dashboards/esp-fleet.yml")) as {
     providers: { options: { path: string } }[];
   };
@@ -473,13 +497,21 @@ describe("Prometheus and Grafana", () => {
     title?: string;
     type?: string;
     datasource?: { uid?: string };
-    targets?: { expr?: string; datasource?: { uid?: string } }[];
+    targets?: { expr?: string; rawSql?: string; datasource?: { uid?: string } }[];
     panels?: Panel[];
   }
   const allPanels = (panels: Panel[]): Panel[] => panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])]);
 
-  it("provisions the Prometheus datasource and a dashboard folder that compose mounts", () => {
-    expect(datasources.datasources[0]).toMatchObject({ type: "prometheus", url: "http://prometheus:9090" });
+  it("provisions the Prometheus and TimescaleDB datasources and a dashboard folder that compose mounts", () => {
+    expect(datasources.datasources.find((d) => d.uid === promUid)).toMatchObject({ url: "http://prometheus:9090" });
+    expect(datasources.datasources.find((d) => d.uid === sqlUid)).toMatchObject({ url: "db:5432" });
+    // Grafana expands $VARS in provisioning files from its own environment: compose must pass each one.
+    const grafanaEnv = environment(compose.services.grafana!);
+    for (const v of variableRefs(datasourcesText)) expect(Object.keys(grafanaEnv), `grafana needs ${v}`).toContain(v);
+    // It reaches the database, so it must be on the backend network; with the provisioned read-only role.
+    expect(networksOf(compose.services.grafana!)).toContain("backend");
+    expect(grafanaEnv.GRAFANA_DB_USER).toBe(environment(compose.services.provision!).GRAFANA_DB_USER);
+    expect(grafanaEnv.GRAFANA_DB_PASSWORD).toBe(environment(compose.services.provision!).GRAFANA_DB_PASSWORD);
     const mounts = compose.services.grafana!.volumes!;
     expect(mounts).toContain(`./deploy/grafana/dashboards:${provider.providers[0]!.options.path}:ro`);
     expect(mounts).toContain("./deploy/grafana/provisioning:/etc/grafana/provisioning:ro");
@@ -488,15 +520,28 @@ describe("Prometheus and Grafana", () => {
     expect(dashboardFiles.map((f) => `${provider.providers[0]!.options.path}/${f}`)).toContain(home);
   });
 
-  it.each(dashboardFiles)("dashboard %s parses, and every panel queries the provisioned datasource", (file) => {
+  it.each(dashboardFiles)("dashboard %s parses, and every panel queries a provisioned datasource", async (file) => {
+    const { DASHBOARD_VIEWS_SQL } = await import("../provision/ensure-credentials.ts");
     const dashboard = JSON.parse(read(`deploy/grafana/dashboards/${file}`)) as { uid: string; title: string; panels: Panel[] };
     expect(dashboard.uid).toBeTruthy();
     const panels = allPanels(dashboard.panels).filter((p) => p.type !== "row");
     expect(panels.length).toBeGreaterThan(0);
     for (const p of panels) {
       expect(p.targets?.length, `panel ${p.title}`).toBeGreaterThan(0);
-      expect(p.datasource?.uid, `panel ${p.title}`).toBe(datasources.datasources[0]!.uid);
-      for (const t of p.targets ?? []) expect(promqlMetricNames(t.expr ?? ""), `panel ${p.title}: ${t.expr}`).not.toEqual([]);
+      expect([promUid, sqlUid], `panel ${p.title}`).toContain(p.datasource?.uid);
+      for (const t of p.targets ?? []) {
+        expect(t.datasource?.uid, `panel ${p.title}: target datasource`).toBe(p.datasource?.uid);
+        if (p.datasource?.uid === promUid) expect(promqlMetricNames(t.expr ?? ""), `panel ${p.title}: ${t.expr}`).not.toEqual([]);
+        else {
+          // SQL panels read only the `dashboard` views the provision step creates (the role can read nothing else).
+          const relations = [...(t.rawSql ?? "").matchAll(/\b(?:FROM|JOIN)\s+([\w.]+)/gi)].map((m) => m[1]!);
+          expect(relations.length, `panel ${p.title}`).toBeGreaterThan(0);
+          for (const r of relations) {
+            expect(r, `panel ${p.title}`).toMatch(/^dashboard\./);
+            expect(DASHBOARD_VIEWS_SQL, `panel ${p.title}: ${r}`).toContain(`VIEW ${r} AS`);
+          }
+        }
+      }
     }
     const titles = panels.map((p) => p.title ?? "").join(" | ");
     for (const needed of [/online/i, /messages\/s/i, /lag/i, /grade/i, /reject/i, /fridge temperature/i, /fault/i]) {
