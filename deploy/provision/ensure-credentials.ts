@@ -4,6 +4,7 @@
  *
  * - service accounts: ingest (scope `ingest`) and sqal (scope `sqal`), from `INGEST_MQTT_*` / `SQAL_MQTT_*`;
  * - a read-only viewer (dashboards, `mosquitto_sub`) from `VIEWER_MQTT_*`;
+ * - the device `esp-fleet check` probes with (`CHECK_PROBE_DEVICE`, `CHECK_PROBE_PASSWORD`);
  * - one `device` credential per emulated device — the ids `esp-fleet emulate` derives from
  *   `EMULATOR_DEVICES/KINDS/SITES` — with the password `EMULATOR_PASSWORD_PATTERN` gives it.
  *
@@ -43,6 +44,10 @@ export const ProvisionEnvSchema = z.object({
   EMULATOR_KINDS: env.string("sqal,fridge,gavage", "their kinds (the emulator's --kind)"),
   EMULATOR_SITES: env.string("LL,LS,MT", "their sites (the emulator's --site)"),
   EMULATOR_PASSWORD_PATTERN: env.optionalString("device password pattern, `{dev}` = device id (the emulator's)"),
+  CHECK_PROBE_DEVICE: env.string("CHECK_PROBE", "device id `esp-fleet check` publishes its probe reading as"),
+  CHECK_PROBE_PASSWORD: env.optionalString(
+    "its password; unset = no probe device (then `esp-fleet check` cannot test ingest end to end)",
+  ),
   GRAFANA_DB_USER: z
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier")
@@ -74,6 +79,8 @@ export function wantedCredentials(config: Readonly<ProvisionEnv>): WantedCredent
     wanted.push({ username: config.SQAL_MQTT_USERNAME, role: "service", scopes: ["sqal"], password: config.SQAL_MQTT_PASSWORD });
   if (config.VIEWER_MQTT_PASSWORD)
     wanted.push({ username: config.VIEWER_MQTT_USERNAME, role: "viewer", scopes: [], password: config.VIEWER_MQTT_PASSWORD });
+  if (config.CHECK_PROBE_PASSWORD)
+    wanted.push({ username: config.CHECK_PROBE_DEVICE, role: "device", scopes: [], password: config.CHECK_PROBE_PASSWORD });
   if (config.EMULATOR_DEVICES > 0) {
     const pattern = config.EMULATOR_PASSWORD_PATTERN;
     if (!pattern?.includes("{dev}"))

@@ -15,6 +15,7 @@ import { runBroker } from "@esp-fleet/broker/main";
 import { loadConfig } from "@esp-fleet/common/config";
 import { createLogger } from "@esp-fleet/common/logger";
 import { createTestDatabase, needsPostgres, testDatabaseUrl } from "@esp-fleet/common/testing";
+import { PROBE_DEVICE } from "../../cli/src/check.ts";
 import { main, ProvisionEnvSchema, provisionCredentials } from "../provision/ensure-credentials.ts";
 
 const run = promisify(execFile);
@@ -44,6 +45,7 @@ describe.skipIf(!testDatabaseUrl)(`compose provision step${needsPostgres}`, () =
     EMULATOR_KINDS: "sqal,fridge",
     EMULATOR_SITES: "LL",
     EMULATOR_PASSWORD_PATTERN: "fleet-secret-{dev}",
+    CHECK_PROBE_PASSWORD: "probe-secret",
     GRAFANA_DB_USER: readerRole,
     GRAFANA_DB_PASSWORD: "reader-secret-'quoted'",
     LOG_PRETTY: "0",
@@ -93,7 +95,7 @@ describe.skipIf(!testDatabaseUrl)(`compose provision step${needsPostgres}`, () =
 
   it("creates the service, viewer and emulated-device accounts the broker then accepts, and nothing else", async () => {
     const first = await provision(base());
-    expect(first).toMatchObject({ created: 3 + 4, updated: 0, unchanged: 0, devices: 4 });
+    expect(first).toMatchObject({ created: 3 + 1 + 4, updated: 0, unchanged: 0, devices: 4 + 1 });
 
     const broker = await runBroker({
       MQTT_HOST: "127.0.0.1",
@@ -114,6 +116,8 @@ describe.skipIf(!testDatabaseUrl)(`compose provision step${needsPostgres}`, () =
       for (const dev of ["ESP32_LL_01", "FRIDGE_LL_01", "ESP32_LL_02", "FRIDGE_LL_02"]) {
         expect(await canConnect(port, dev, `fleet-secret-${dev}`), dev).toBe(true);
       }
+      // The device `esp-fleet check` probes with, under the id the check uses by default.
+      expect(await canConnect(port, PROBE_DEVICE.dev, "probe-secret")).toBe(true);
       expect(await canConnect(port, "ingest", "wrong")).toBe(false);
       expect(await canConnect(port, "ESP32_LL_03", "fleet-secret-ESP32_LL_03")).toBe(false);
     } finally {
@@ -122,11 +126,11 @@ describe.skipIf(!testDatabaseUrl)(`compose provision step${needsPostgres}`, () =
   });
 
   it("is idempotent, and a password changed in .env rotates that account on the next run", async () => {
-    expect(await ensure(base())).toMatchObject({ created: 0, updated: 0, unchanged: 7 });
+    expect(await ensure(base())).toMatchObject({ created: 0, updated: 0, unchanged: 8 });
     expect(await ensure({ ...base(), INGEST_MQTT_PASSWORD: "ingest-secret-2" })).toMatchObject({
       created: 0,
       updated: 1,
-      unchanged: 6,
+      unchanged: 7,
     });
 
     const broker = await runBroker({
