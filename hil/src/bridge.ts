@@ -57,6 +57,8 @@ export interface BridgeCounters {
   deviceRetries: number;
   /** frames the device reports it dropped (latest session) */
   deviceBadFrames: number;
+  /** publishes left unacknowledged because no MQTT session was ready (the device retries them) */
+  deferred: number;
   commandsSent: number;
   commandRetries: number;
   commandsLost: number;
@@ -104,6 +106,7 @@ export class SerialBridge {
     duplicates: 0,
     deviceRetries: 0,
     deviceBadFrames: 0,
+    deferred: 0,
     commandsSent: 0,
     commandRetries: 0,
     commandsLost: 0,
@@ -185,11 +188,11 @@ export class SerialBridge {
       port.on("data", (chunk: Buffer) => this.#onBytes(chunk));
       port.on("error", (err) => this.#log.warn({ err, port: this.#o.port }, "serial port error"));
       port.on("close", () => {
-        if (this.#port === port) void this.#onPortClosed();
+        if (this.#port === port && !this.#stopped) void this.#onPortClosed();
       });
       const solicit = () => {
         if (this.state !== "waiting-device" || this.#port !== port) return;
-        this.#link?.sendFrame({ type: "hello", body: { role: "host", proto: PROTOCOL_VERSION, sid } });
+        this.#link?.sendFrame({ type: "hello", body: { role: "host", proto: PROTOCOL_VERSION, sid, ask: true } });
         this.#timers.hello = this.#clock.setTimeout(solicit, 1000);
       };
       this.#hostSid = sid;
@@ -224,6 +227,7 @@ export class SerialBridge {
   // ------------------------------------------------------------------------------------- frames
 
   #onBytes(chunk: Uint8Array): void {
+    if (this.#stopped) return; // nothing is acknowledged once stopping: the device keeps it for the next bridge
     let events: ReaderEvent[];
     try {
       events = this.#reader.push(chunk);
@@ -270,6 +274,12 @@ export class SerialBridge {
     const link = this.#link;
     if (!link) return;
     this.#lastFrameAt = this.#clock.now();
+    // A publish is acknowledged only when it can be handed to MQTT: without a session (not attached yet,
+    // or detaching) it stays unacknowledged and the device sends it again later.
+    if (frame.type === "publish" && (!this.#client || this.state !== "attached")) {
+      this.counters.deferred++;
+      return;
+    }
     const before = link.counters.duplicates;
     const f = link.receive(frame);
     this.counters.duplicates += link.counters.duplicates - before;
@@ -346,36 +356,38 @@ export class SerialBridge {
       this.counters.detaches++;
       this.#log.warn({ dev: this.device?.dev, reason }, "device detached");
       this.#emit({ type: "detached", reason });
+      this.state = this.#port ? "waiting-device" : "waiting-port";
     }
     this.#timers.silence?.cancel();
     this.#timers.heartbeat?.cancel();
+    this.#publishBridgeStatus(reason);
     const client = this.#client;
+    const addr = this.#addr;
     const will = this.device?.will;
-    if (client && this.#addr && will) {
+    // From here on publishes are not acknowledged: the device keeps them for the next session.
+    this.#client = undefined;
+    if (client && addr && will) {
       // The device can no longer say goodbye itself: publish its offline status for it.
       await new Promise<void>((resolve) => {
-        client.publish(deviceTopic(this.#addr!, "status"), Buffer.from(will), { qos: 1, retain: true }, () => resolve());
+        client.publish(deviceTopic(addr, "status"), Buffer.from(will), { qos: 1, retain: true }, () => resolve());
         this.#clock.setTimeout(resolve, 2000);
       });
       this.counters.published++;
     }
-    this.#publishBridgeStatus(reason);
-    await this.#endClient();
-    if (this.state === "attached") this.state = this.#port ? "waiting-device" : "waiting-port";
-    if (this.state === "waiting-device" && this.#port) {
+    await this.#endClient(client);
+    if (this.state === "waiting-device" && this.#port && !this.#stopped) {
       const port = this.#port;
       const solicit = () => {
         if (this.state !== "waiting-device" || this.#port !== port) return;
-        this.#link?.sendFrame({ type: "hello", body: { role: "host", proto: PROTOCOL_VERSION, sid: this.#hostSid } });
+        this.#link?.sendFrame({ type: "hello", body: { role: "host", proto: PROTOCOL_VERSION, sid: this.#hostSid, ask: true } });
         this.#timers.hello = this.#clock.setTimeout(solicit, 1000);
       };
       solicit();
     }
   }
 
-  async #endClient(): Promise<void> {
-    const client = this.#client;
-    this.#client = undefined;
+  async #endClient(client = this.#client): Promise<void> {
+    if (client === this.#client) this.#client = undefined;
     if (!client) return;
     await new Promise<void>((resolve) => {
       client.end(false, {}, () => resolve());

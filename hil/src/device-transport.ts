@@ -182,7 +182,8 @@ export class SerialDeviceTransport implements DeviceTransport {
         if (f.body.role !== "host") return;
         const newHost = f.body.sid !== this.#hostSid;
         this.#hostSid = f.body.sid;
-        if (newHost) this.#link.sendFrame(this.#hello());
+        // Answer a new host, and any host that asks (it may have missed our hello on a noisy line).
+        if (newHost || f.body.ask) this.#link.sendFrame(this.#hello());
         if (this.#state === "connecting") {
           this.#state = "up";
           this.#helloTimer?.cancel();

@@ -63,6 +63,10 @@ export const HostHelloSchema = z.object({
   role: z.literal("host"),
   proto: z.literal(PROTOCOL_VERSION),
   sid: u32.describe("link session id of the host"),
+  ask: z
+    .boolean()
+    .optional()
+    .describe("a request: the device answers with its hello (unset on the host's reply to a device hello)"),
 });
 export type HostHello = z.infer<typeof HostHelloSchema>;
 

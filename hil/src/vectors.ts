@@ -52,6 +52,7 @@ export function frameVectors(): FrameVector[] {
       },
     }),
     frameVector("host hello", { type: "hello", body: { role: "host", proto: 1, sid: 1 } }),
+    frameVector("host hello asking for the device's", { type: "hello", body: { role: "host", proto: 1, sid: 2, ask: true } }),
     frameVector("publish status online", { type: "publish", body: { ls: 0, ch: "status", p: encodeCbor(status) } }, status),
     frameVector(
       "publish log line",

@@ -324,6 +324,7 @@ static fl_rx_t rx;
 static void on_frame(uint8_t type, const uint8_t *b, size_t n) {
   last_host_frame_at = millis();
   uint32_t ls, sid;
+  bool ask;
   fl_command_t c;
   switch (type) {
     case FL_ACK:
@@ -332,12 +333,14 @@ static void on_frame(uint8_t type, const uint8_t *b, size_t n) {
         if (f.used && f.ls == ls) f.used = false;
       return;
     case FL_HELLO:
-      if (!fl_parse_host_hello(b, n, &sid)) return;
+      if (!fl_parse_host_hello(b, n, &sid, &ask)) return;
       if (!have_host || sid != host_sid) {
         host_sid = sid;
         have_host = true;
         send_hello();
         for (auto &f : inflight) f.sent_at = 0; /* a new host: send everything unacked again now */
+      } else if (ask) {
+        send_hello(); /* the host missed our hello */
       }
       if (!link_up) {
         link_up = true;

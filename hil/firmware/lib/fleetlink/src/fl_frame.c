@@ -141,10 +141,12 @@ bool fl_parse_command(const uint8_t *body, size_t len, fl_command_t *out) {
   return true;
 }
 
-bool fl_parse_host_hello(const uint8_t *body, size_t len, uint32_t *sid) {
+bool fl_parse_host_hello(const uint8_t *body, size_t len, uint32_t *sid, bool *ask) {
   fl_cbor_reader_t r;
   fl_cbor_item_t it;
   fl_cbor_reader_init(&r, body, len);
   if (!fl_cbor_map_find(&r, "role") || !fl_cbor_read(&r, &it) || !fl_cbor_item_is_text(&it, "host")) return false;
+  fl_cbor_reader_init(&r, body, len);
+  *ask = fl_cbor_map_find(&r, "ask") && fl_cbor_read(&r, &it) && it.type == FL_CBOR_TRUE;
   return find_uint32(body, len, "sid", sid);
 }

@@ -63,8 +63,8 @@ typedef struct {
 } fl_command_t;
 bool fl_parse_command(const uint8_t *body, size_t len, fl_command_t *out);
 bool fl_parse_ack(const uint8_t *body, size_t len, uint32_t *ls);
-/* A host hello: role "host"; returns its session id. */
-bool fl_parse_host_hello(const uint8_t *body, size_t len, uint32_t *sid);
+/* A host hello: role "host"; its session id, and whether it asks for the device's hello. */
+bool fl_parse_host_hello(const uint8_t *body, size_t len, uint32_t *sid, bool *ask);
 
 #ifdef __cplusplus
 }
