@@ -70,6 +70,10 @@ export interface SqalOptions {
   retryMaxMs?: number;
   /** Wait this long when every station of the site is busy (default 1 s; not counted as an attempt). */
   busyRetryMs?: number;
+  /** Messages handled per batch (default 500). */
+  batchSize?: number;
+  /** Received, not yet handled messages above which sqal stops reading from the broker (default 5000). */
+  maxPending?: number;
   /** Extra MQTT.js options (tests). */
   mqttOptions?: Partial<IClientOptions>;
 }
@@ -148,6 +152,16 @@ interface LotState {
 }
 
 const ACTIVE: readonly LotStatus[] = ["feeding", "pending", "inspecting", "inspected"];
+
+/**
+ * Passed to MQTT.js's handleMessage callback: MQTT.js then skips its own PUBACK and reads the next
+ * packet; the PUBACK is sent after the message's effects are committed.
+ */
+const DEFER_ACK = new Error("ack deferred until commit");
+/** MQTT.js sends its PUBACKs through this (private) method; ours go the same way. */
+interface PacketSender {
+  _sendPacket(packet: { cmd: "puback"; messageId: number }, cb?: () => void): void;
+}
 const iso = (ms: number) => new Date(ms).toISOString();
 const ms = (v: unknown): number | null => (v === null || v === undefined ? null : new Date(v as string | Date).getTime());
 
@@ -171,6 +185,8 @@ export function createSqal(o: SqalOptions): SqalService {
   const retryBaseMs = o.retryBaseMs ?? 5_000;
   const retryMaxMs = o.retryMaxMs ?? 300_000;
   const busyRetryMs = o.busyRetryMs ?? 1_000;
+  const batchSize = o.batchSize ?? 500;
+  const maxPending = o.maxPending ?? 5_000;
   const metrics: SqalMetrics = createSqalMetrics(o.metrics ?? new Registry(), db);
   const diagnosis = new FleetDiagnosis(o.diagnosisProfile ?? DIAGNOSIS_PROFILE);
   const scorer = new DiagnosisScorer(3);
@@ -218,27 +234,64 @@ export function createSqal(o: SqalOptions): SqalService {
     });
   }
 
+  // ------------------------------------------------------------------------------------ inbox
+
+  const inbox: { topic: string; payload: Buffer; messageId: number | undefined; stream: unknown }[] = [];
+  const blocked: (() => void)[] = [];
+  let pumping = false;
+
+  /** One batch at a time goes through the serial queue (timers interleave between batches). */
+  function pump(): void {
+    if (pumping || inbox.length === 0 || stopped) return;
+    pumping = true;
+    setImmediate(() => {
+      const batch = inbox.splice(0, batchSize);
+      void serial("batch", () => processBatch(batch)).then(() => {
+        ack(batch);
+        pumping = false;
+        while (blocked.length > 0 && inbox.length < maxPending) blocked.shift()!();
+        pump();
+      });
+    });
+  }
+
+  function ack(batch: { messageId: number | undefined; stream: unknown }[]): void {
+    const c = client;
+    if (!c) return;
+    for (const e of batch) {
+      // a PUBACK only makes sense on the connection the message came on; after a reconnect the broker redelivers
+      if (e.messageId === undefined || !c.connected || c.stream !== e.stream) continue;
+      (c as unknown as PacketSender)._sendPacket({ cmd: "puback", messageId: e.messageId });
+    }
+  }
+
   // ------------------------------------------------------------------------------------ messages
 
-  async function handle(topic: string, payload: Buffer): Promise<void> {
+  type Inbound = { topic: DeviceTopic; message: unknown };
+
+  /** Decode and validate; undefined (counted, logged) when the message is refused or not for us. */
+  function decode(topic: string, payload: Buffer): Inbound | undefined {
     stats.received++;
     const decoded = decodeMessage(topic, payload);
     if (!decoded.ok) {
       stats.invalid++;
       metrics.messages.inc({ kind: "unknown", outcome: "invalid" });
       log.warn({ topic, stage: decoded.error.stage, reason: decoded.error.error }, "message refused");
-      return;
+      return undefined;
     }
     const t = decoded.value.topic;
-    if (t.type !== "device") return;
+    if (t.type !== "device") return undefined;
     const mismatch = envelopeMatchesTopic(decoded.value);
     if (mismatch) {
       stats.invalid++;
       metrics.messages.inc({ kind: t.kind, outcome: "invalid" });
       log.warn({ topic, reason: mismatch }, "message refused");
-      return;
+      return undefined;
     }
-    const m = decoded.value.message;
+    return { topic: t, message: decoded.value.message };
+  }
+
+  async function dispatch({ topic: t, message: m }: Inbound): Promise<void> {
     if (t.channel === "telemetry") {
       if (t.kind === "sqal") return onSample(t, m as SqalSample);
       if (t.kind === "gavage") return onFeeding(t, m as FeedingRecord);
@@ -248,30 +301,8 @@ export function createSqal(o: SqalOptions): SqalService {
     if (t.channel === "cmd_res" && t.kind === "sqal" && t.cmd === "inspect") return onInspectReply(t, m as CommandReply);
   }
 
-  async function onSample(t: DeviceTopic, s: SqalSample): Promise<void> {
-    const result = gradeSample(s, thresholds);
-    const lot = s.lot ? lots.get(s.lot) : undefined;
-    const insp =
-      lot &&
-      lot.status === "inspecting" &&
-      lot.inspection &&
-      lot.inspection.station === s.dev &&
-      s.idx !== undefined &&
-      s.idx < lot.inspection.n
-        ? lot.inspection
-        : undefined;
-    let inserted = await insertGrade(db, t.site, s, result, insp?.id ?? null, clock.now());
-    let counts = insp !== undefined;
-    if (!inserted && insp) {
-      // this index of the inspection was already graded (a station measuring it twice): keep the sample, do not count it
-      inserted = await insertGrade(db, t.site, s, result, null, clock.now());
-      counts = false;
-    }
-    if (!inserted) {
-      stats.duplicates++;
-      metrics.messages.inc({ kind: "sqal", outcome: "duplicate" });
-      return;
-    }
+  /** Effects of a newly stored grade: metrics, capability, the published result. */
+  function graded(s: SqalSample, result: GradeResult) {
     stats.graded++;
     metrics.messages.inc({ kind: "sqal", outcome: "ok" });
     metrics.samples.inc({ grade: result.grade });
@@ -304,6 +335,89 @@ export function createSqal(o: SqalOptions): SqalService {
       ts: s.ts,
     };
     publish(serviceTopic("sqal", "samples", s.dev), summary);
+    return summary;
+  }
+
+  /**
+   * Handle a batch of messages in arrival order, except that the routine SQAL samples (not part of a
+   * lot inspection — they touch no lot state) are graded and stored with one multi-row INSERT.
+   */
+  async function processBatch(batch: { topic: string; payload: Buffer }[]): Promise<void> {
+    const routine: { site: string; sample: SqalSample; result: GradeResult }[] = [];
+    const ordered: Inbound[] = [];
+    for (const e of batch) {
+      const m = decode(e.topic, e.payload);
+      if (!m) continue;
+      if (m.topic.channel === "telemetry" && m.topic.kind === "sqal" && (m.message as SqalSample).lot === undefined) {
+        const sample = m.message as SqalSample;
+        routine.push({ site: m.topic.site, sample, result: gradeSample(sample, thresholds) });
+      } else ordered.push(m);
+    }
+    if (routine.length > 0) {
+      try {
+        const inserted = await withRetry("store grades", () => insertGrades(db, routine, clock.now()));
+        for (const r of routine) {
+          if (inserted.has(`${r.sample.dev}/${r.sample.boot}/${r.sample.seq}`)) graded(r.sample, r.result);
+          else {
+            stats.duplicates++;
+            metrics.messages.inc({ kind: "sqal", outcome: "duplicate" });
+          }
+        }
+      } catch (err) {
+        stats.errors += routine.length;
+        metrics.messages.inc({ kind: "sqal", outcome: "error" }, routine.length);
+        log.error({ err, samples: routine.length }, "grades could not be stored");
+      }
+    }
+    for (const m of ordered) {
+      try {
+        await withRetry("handle message", () => dispatch(m));
+      } catch (err) {
+        stats.errors++;
+        metrics.messages.inc({ kind: m.topic.kind, outcome: "error" });
+        log.error({ err, dev: m.topic.dev, channel: m.topic.channel }, "message could not be handled");
+      }
+    }
+  }
+
+  /** Retry a database action a few times (a dropped connection, a deadlock) before giving up. */
+  async function withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (attempt >= 4 || stopped) throw err;
+        log.warn({ err, what, attempt }, "retrying");
+        await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));
+      }
+    }
+  }
+
+  async function onSample(t: DeviceTopic, s: SqalSample): Promise<void> {
+    const result = gradeSample(s, thresholds);
+    const lot = s.lot ? lots.get(s.lot) : undefined;
+    const insp =
+      lot &&
+      lot.status === "inspecting" &&
+      lot.inspection &&
+      lot.inspection.station === s.dev &&
+      s.idx !== undefined &&
+      s.idx < lot.inspection.n
+        ? lot.inspection
+        : undefined;
+    let inserted = await insertGrade(db, t.site, s, result, insp?.id ?? null, clock.now());
+    let counts = insp !== undefined;
+    if (!inserted && insp) {
+      // this index of the inspection was already graded (a station measuring it twice): keep the sample, do not count it
+      inserted = await insertGrade(db, t.site, s, result, null, clock.now());
+      counts = false;
+    }
+    if (!inserted) {
+      stats.duplicates++;
+      metrics.messages.inc({ kind: "sqal", outcome: "duplicate" });
+      return;
+    }
+    const summary = graded(s, result);
     if (s.lot && insp && lot && counts) {
       publish(serviceTopic("sqal", "lots", lot.code, "samples"), summary);
       insp.counted = await countInspection(db, insp.id);
@@ -477,15 +591,7 @@ export function createSqal(o: SqalOptions): SqalService {
   async function onStationStatus(t: DeviceTopic, s: Status): Promise<void> {
     const before = stationStates.get(t.dev)?.state;
     stationStates.set(t.dev, { site: t.site, state: s.state });
-    if (s.state === "online" && before !== "online") {
-      // a station came (back) online: lots waiting at its site try now
-      for (const lot of lots.values()) {
-        if (lot.status === "pending" && lot.site === t.site) {
-          lot.timer?.cancel();
-          await attempt(lot);
-        }
-      }
-    }
+    if (s.state === "online" && before !== "online") await kickSite(t.site); // lots waiting at its site try now
     if (s.state !== "online") {
       for (const lot of lots.values()) {
         if (lot.status === "inspecting" && lot.inspection?.station === t.dev) {
@@ -575,6 +681,18 @@ export function createSqal(o: SqalOptions): SqalService {
     return Math.min(retryMaxMs, retryBaseMs * 2 ** Math.max(0, attempts - 1));
   }
 
+  /** A station of `site` is free (or came online): pending lots there try now, oldest ready first. */
+  async function kickSite(site: string): Promise<void> {
+    const waiting = [...lots.values()]
+      .filter((l) => l.status === "pending" && l.site === site && (l.nextAttemptAt === null || l.nextAttemptAt <= clock.now()))
+      .sort((a, b) => (a.readyAt ?? a.statusAt) - (b.readyAt ?? b.statusAt));
+    for (const lot of waiting) {
+      lot.timer?.cancel();
+      await attempt(lot);
+      if (lot.status === "pending") break; // no free station left
+    }
+  }
+
   async function attemptFailed(lot: LotState, reason: string): Promise<void> {
     if (lot.attempts >= maxAttempts) {
       await transition(lot, "error", `${reason}; gave up after ${lot.attempts} attempt(s)`);
@@ -611,6 +729,7 @@ export function createSqal(o: SqalOptions): SqalService {
       .sort((a, b) => (stationLastUsed.get(a) ?? 0) - (stationLastUsed.get(b) ?? 0) || a.localeCompare(b));
     const station = free[0];
     if (!station) {
+      // every station of the site is busy: the next one to finish calls `kickSite`; this is a fallback
       schedule(lot, clock.now() + busyRetryMs, "lot wait for station", () => attempt(lot));
       return;
     }
@@ -669,6 +788,7 @@ export function createSqal(o: SqalOptions): SqalService {
     metrics.inspections.inc({ outcome });
     log.warn({ lot: lot.code, station: insp.station, outcome, reason }, "inspection failed");
     await attemptFailed(lot, reason);
+    await kickSite(lot.site);
   }
 
   async function completeInspection(lot: LotState, insp: Inspection): Promise<void> {
@@ -690,6 +810,7 @@ export function createSqal(o: SqalOptions): SqalService {
       await transition(lot, verdict.decision, verdict.reason, tx);
     });
     metrics.inspections.inc({ outcome: "done" });
+    await kickSite(lot.site);
     publish(
       serviceTopic("sqal", "lots", lot.code, "grade"),
       {
@@ -789,11 +910,14 @@ export function createSqal(o: SqalOptions): SqalService {
         connectTimeout: 10_000,
         ...o.mqttOptions,
       });
-      // Ack after the effects are committed (DESIGN §9): MQTT.js sends the PUBACK when `done` is called
-      // and reads the next packet only then, so messages are handled one at a time, in order.
+      // Ack after the effects are committed (DESIGN §9): MQTT.js's own PUBACK is skipped (DEFER_ACK) so
+      // it reads on while the messages wait in the inbox; each batch is acknowledged once handled.
       client.handleMessage = (packet: IPublishPacket, done: (err?: Error) => void) => {
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-        void serial("message", () => handle(packet.topic, payload)).then(() => done());
+        inbox.push({ topic: packet.topic, payload, messageId: packet.messageId, stream: client?.stream });
+        if (inbox.length >= maxPending) blocked.push(() => done(DEFER_ACK));
+        else done(DEFER_ACK);
+        pump();
       };
       client.on("error", (err) => log.warn({ err }, "mqtt error"));
       const c = client;
@@ -820,6 +944,8 @@ export function createSqal(o: SqalOptions): SqalService {
     },
     async stop() {
       for (const lot of lots.values()) lot.timer?.cancel();
+      // handle what was received (acknowledging it), then leave
+      for (let i = 0; i < 100 && (inbox.length > 0 || pumping); i++) await new Promise((r) => setTimeout(r, 20));
       await chain;
       stopped = true;
       const c = client;
@@ -865,6 +991,7 @@ export function createSqal(o: SqalOptions): SqalService {
     diagnosis: () => ({ report: scorer.report(), fridges: diagnosis.states() }),
     capability: () => Object.fromEntries([...capabilities].map(([dev, w]) => [dev, w.get()])),
     idle: async () => {
+      while (inbox.length > 0 || pumping) await new Promise((r) => setTimeout(r, 10));
       await serial("idle", async () => undefined);
     },
     stations: () => {
@@ -941,15 +1068,10 @@ async function countInspection(q: Queryable, id: number): Promise<number> {
   return Number(r.rows[0]?.n ?? 0);
 }
 
-/** Store a grade; false when this (dev, boot, seq) — or this inspection index — was graded before. */
-export async function insertGrade(
-  q: Queryable,
-  site: string,
-  s: SqalSample,
-  g: GradeResult,
-  inspectionId: number | null,
-  now: number,
-): Promise<boolean> {
+const GRADE_INSERT_COLUMNS = `dev, boot, seq, ts, graded_at, site, sample, lot, idx, inspection_id, score, grade, tof_score, spectral_score,
+  thickness_mm, thickness_class, volume_mm3, liver_weight_g, defects, alert, features, alerts, sim_tier`;
+
+function gradeParams(site: string, s: SqalSample, g: GradeResult, inspectionId: number | null, now: number): unknown[] {
   const f = g.tof.features;
   const features = {
     tof: { ...f, scores: g.tof.scores },
@@ -962,37 +1084,70 @@ export async function insertGrade(
     },
   };
   const alert = g.alerts.some((a) => a.level === "critical") ? "critical" : g.alerts.length > 0 ? "warning" : null;
+  return [
+    s.dev,
+    s.boot,
+    s.seq,
+    iso(s.ts),
+    iso(now),
+    site,
+    s.sample,
+    s.lot ?? null,
+    s.idx ?? null,
+    inspectionId,
+    g.score,
+    g.grade,
+    g.tof.scores.score,
+    g.spectral.scores.score,
+    f.thicknessMm,
+    f.thicknessClass,
+    f.volumeMm3,
+    f.liverWeightG,
+    f.defects.length,
+    alert,
+    JSON.stringify(features, finiteOnly),
+    JSON.stringify(g.alerts),
+    s.sim?.tier ?? null,
+  ];
+}
+
+/** Store a grade; false when this (dev, boot, seq) — or this inspection index — was graded before. */
+export async function insertGrade(
+  q: Queryable,
+  site: string,
+  s: SqalSample,
+  g: GradeResult,
+  inspectionId: number | null,
+  now: number,
+): Promise<boolean> {
+  const params = gradeParams(site, s, g, inspectionId, now);
   const r = await q.query(
-    `INSERT INTO sqal_grades (dev, boot, seq, ts, graded_at, site, sample, lot, idx, inspection_id, score, grade, tof_score, spectral_score,
-       thickness_mm, thickness_class, volume_mm3, liver_weight_g, defects, alert, features, alerts, sim_tier)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23) ON CONFLICT DO NOTHING`,
-    [
-      s.dev,
-      s.boot,
-      s.seq,
-      iso(s.ts),
-      iso(now),
-      site,
-      s.sample,
-      s.lot ?? null,
-      s.idx ?? null,
-      inspectionId,
-      g.score,
-      g.grade,
-      g.tof.scores.score,
-      g.spectral.scores.score,
-      f.thicknessMm,
-      f.thicknessClass,
-      f.volumeMm3,
-      f.liverWeightG,
-      f.defects.length,
-      alert,
-      JSON.stringify(features, finiteOnly),
-      JSON.stringify(g.alerts),
-      s.sim?.tier ?? null,
-    ],
+    `INSERT INTO sqal_grades (${GRADE_INSERT_COLUMNS}) VALUES (${params.map((_, i) => `$${i + 1}`).join(",")}) ON CONFLICT DO NOTHING`,
+    params,
   );
   return r.rowCount > 0;
+}
+
+const GRADE_COLUMNS = 23;
+
+/** Store many grades in one statement; returns the `dev/boot/seq` keys actually inserted (new). */
+export async function insertGrades(
+  q: Queryable,
+  rows: readonly { site: string; sample: SqalSample; result: GradeResult }[],
+  now: number,
+): Promise<Set<string>> {
+  const params: unknown[] = [];
+  const values: string[] = [];
+  for (const r of rows) {
+    const base = params.length;
+    params.push(...gradeParams(r.site, r.sample, r.result, null, now));
+    values.push(`(${Array.from({ length: GRADE_COLUMNS }, (_, i) => `$${base + i + 1}`).join(",")})`);
+  }
+  const res = await q.query<{ dev: string; boot: number; seq: number }>(
+    `INSERT INTO sqal_grades (${GRADE_INSERT_COLUMNS}) VALUES ${values.join(",")} ON CONFLICT DO NOTHING RETURNING dev, boot, seq`,
+    params,
+  );
+  return new Set(res.rows.map((r) => `${r.dev}/${Number(r.boot)}/${Number(r.seq)}`));
 }
 
 /** JSON has no Infinity/NaN (a ratio with a zero denominator): store them as null. */
