@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { FleetError, httpStatusFor, errorMessage } from "./errors.ts";
 import type { Logger } from "./logger.ts";
@@ -49,7 +49,11 @@ export function createHttpContext(logger: Logger, opts: { defaultMetrics?: boole
  * statuses. Services add their routes as plugins. Nothing listens until the caller calls `listen`.
  */
 export function buildHttpApp(ctx: HttpContext, options: FastifyServerOptions = {}): FastifyInstance {
-  const app = Fastify({ loggerInstance: ctx.logger.child({ component: "http" }), disableRequestLogging: true, ...options });
+  const app = Fastify({
+    loggerInstance: ctx.logger.child({ component: "http" }),
+    logController: new LogController({ disableRequestLogging: true }),
+    ...options,
+  });
   app.setErrorHandler((error: unknown, request, reply) => {
     if (error instanceof FleetError) {
       void reply.status(httpStatusFor(error.code)).send({ error: error.code, message: error.message, details: error.details });
