@@ -5,7 +5,8 @@ import type { HttpContext } from "@esp-fleet/common/http";
 import { formatIssues } from "@esp-fleet/schemas";
 import { getLot, listLots, lotSamples, LotParamsSchema, LotsQuerySchema } from "./queries.ts";
 import type { SqalService } from "./service.ts";
-import type { SimulationManager } from "./simulations.ts";
+import { SimulationManager } from "./simulations.ts";
+import type { Logger } from "@esp-fleet/common/logger";
 
 /**
  * The sqal HTTP API as a Fastify plugin (mounted by `esp-fleet sqal` and by the all-in-one on the shared
@@ -14,6 +15,10 @@ import type { SimulationManager } from "./simulations.ts";
  */
 export interface SqalHttpOptions {
   sqal: SqalService;
+  /**
+   * Serves `/api/v1/simulations`. Default: one against `sqal.mqttUrl` with no device credentials
+   * (pass your own with `passwordPattern` for a broker that authenticates devices); stopped with the app.
+   */
   simulations?: SimulationManager;
   ctx?: HttpContext;
 }
@@ -25,7 +30,13 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
 }
 
 export const sqalHttpPlugin: FastifyPluginAsync<SqalHttpOptions> = async (app, opts) => {
-  const { sqal, simulations, ctx } = opts;
+  const { sqal, ctx } = opts;
+  let simulations = opts.simulations;
+  if (!simulations) {
+    const own = new SimulationManager(sqal.mqttUrl, app.log as unknown as Logger);
+    app.addHook("onClose", async () => own.stopAll());
+    simulations = own;
+  }
   const db = sqal.db;
   if (ctx) {
     ctx.readiness.add("db", () => db.ping());
@@ -57,7 +68,7 @@ export const sqalHttpPlugin: FastifyPluginAsync<SqalHttpOptions> = async (app, o
   app.get("/api/v1/lots/:code/samples", { schema: { tags: ["sqal"], summary: "the graded samples of a lot" } }, async (req) => {
     const { code } = parse(LotParamsSchema, req.params);
     const lot = await db.query("SELECT 1 FROM sqal_lots WHERE code = $1", [code]);
-    if (lot.rowCount === 0) throw new NotFoundError(`lot ${code} not found`);
+    if (lot.rows.length === 0) throw new NotFoundError(`lot ${code} not found`);
     return { lot: code, samples: await lotSamples(db, code) };
   });
 
@@ -95,25 +106,23 @@ export const sqalHttpPlugin: FastifyPluginAsync<SqalHttpOptions> = async (app, o
     return { stations: sqal.stations().map((s) => ({ ...s, capability: cap[s.dev] ?? null })) };
   });
 
-  if (simulations) {
-    app.post(
-      "/api/v1/simulations",
-      { schema: { tags: ["sqal"], summary: "start an emulated fleet (cycles 1–10000, interval 1–3600 s, fault_prob 0–1)" } },
-      async (req, reply) => {
-        const view = await simulations.start(req.body);
-        return reply.status(202).header("location", `/api/v1/simulations/${view.id}`).send(view);
-      },
-    );
-    app.get("/api/v1/simulations", { schema: { tags: ["sqal"], summary: "simulations started over HTTP" } }, async () => ({
-      simulations: simulations.list(),
-    }));
-    app.get("/api/v1/simulations/:id", { schema: { tags: ["sqal"], summary: "follow a simulation" } }, async (req) => {
-      const { id } = parse(z.object({ id: z.uuid() }), req.params);
-      return simulations.get(id);
-    });
-    app.delete("/api/v1/simulations/:id", { schema: { tags: ["sqal"], summary: "stop a simulation" } }, async (req) => {
-      const { id } = parse(z.object({ id: z.uuid() }), req.params);
-      return simulations.stop(id);
-    });
-  }
+  app.post(
+    "/api/v1/simulations",
+    { schema: { tags: ["sqal"], summary: "start an emulated fleet (cycles 1–10000, interval 1–3600 s, fault_prob 0–1)" } },
+    async (req, reply) => {
+      const view = await simulations.start(req.body);
+      return reply.status(202).header("location", `/api/v1/simulations/${view.id}`).send(view);
+    },
+  );
+  app.get("/api/v1/simulations", { schema: { tags: ["sqal"], summary: "simulations started over HTTP" } }, async () => ({
+    simulations: simulations.list(),
+  }));
+  app.get("/api/v1/simulations/:id", { schema: { tags: ["sqal"], summary: "follow a simulation" } }, async (req) => {
+    const { id } = parse(z.object({ id: z.uuid() }), req.params);
+    return simulations.get(id);
+  });
+  app.delete("/api/v1/simulations/:id", { schema: { tags: ["sqal"], summary: "stop a simulation" } }, async (req) => {
+    const { id } = parse(z.object({ id: z.uuid() }), req.params);
+    return simulations.stop(id);
+  });
 };
