@@ -47,7 +47,6 @@ function closeServer(server: NetServer | HttpServer): Promise<void> {
 
 export async function listenTcp(host: string, port: number, onConnection: ConnectionHandler): Promise<Listener> {
   const server = createNetServer((socket: Socket) => {
-    socket.setNoDelay(true);
     onConnection(socket, "tcp");
   });
   const bound = await listen(server, port, host, "MQTT_PORT");

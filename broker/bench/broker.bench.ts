@@ -1,0 +1,230 @@
+/**
+ * bench:broker — this broker (Aedes, in its own process via broker/src/main.ts) against Mosquitto on the
+ * same machine, in the same run, same load generator (MQTT.js in this process):
+ *   1. one publisher → one subscriber, 200-byte payloads, QoS 0 and QoS 1: delivered msg/s and loss;
+ *   2. N idle connections: broker RSS per connection; then every client publishes 1 msg/s for a while:
+ *      delivered msg/s at a subscriber and the broker's CPU.
+ * Figures are printed with Mosquitto ratios. Options (env): BENCH_QOS0_N, BENCH_QOS1_N, BENCH_IDLE, BENCH_RATE_S.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import mqtt, { type MqttClient } from "mqtt";
+import { freePort } from "@esp-fleet/common/testing";
+
+const QOS0_N = Number(process.env.BENCH_QOS0_N ?? 50_000);
+const QOS1_N = Number(process.env.BENCH_QOS1_N ?? 20_000);
+const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
+const RATE_S = Number(process.env.BENCH_RATE_S ?? 10);
+const root = new URL("../..", import.meta.url).pathname;
+const payload = Buffer.alloc(200, 0x5a);
+
+interface Target {
+  name: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+async function startOurs(): Promise<Target> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), "bench-broker-"));
+  const child = spawn(process.execPath, ["--import", "tsx", join(root, "broker/src/main.ts")], {
+    cwd: root,
+    env: {
+      ...process.env,
+      MQTT_HOST: "127.0.0.1",
+      MQTT_PORT: String(port),
+      MQTT_WS_ENABLED: "off",
+      HTTP_PORT: "0",
+      MQTT_ANONYMOUS: "full",
+      DATA_DIR: dir,
+      LOG_PRETTY: "0",
+      LOG_LEVEL: "info",
+      MQTT_CONNECT_TIMEOUT_MS: "60000",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await waitLine(child, '"msg":"ready"');
+  return {
+    name: "esp-fleet (Aedes 1.2)",
+    port,
+    pid: child.pid!,
+    stop: () => stopChild(child).then(() => rm(dir, { recursive: true, force: true })),
+  };
+}
+
+async function waitLine(child: ChildProcess, needle: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("broker did not start")), 30_000);
+    createInterface({ input: child.stdout! }).on("line", (l) => {
+      if (l.includes(needle)) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    child.once("exit", (c) => reject(new Error(`exited ${c}`)));
+  });
+}
+
+async function startMosquitto(): Promise<Target> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), "bench-mosq-"));
+  const conf = join(dir, "mosquitto.conf");
+  await writeFile(
+    conf,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\nmax_queued_messages 1000000\npersistence false\nlog_type error\n`,
+  );
+  const child = spawn("/usr/sbin/mosquitto", ["-c", conf], { stdio: ["ignore", "ignore", "inherit"] });
+  for (let i = 0; i < 100; i++) {
+    try {
+      const c = await connectOne(port, "probe");
+      await c.endAsync(true);
+      break;
+    } catch {
+      await sleep(50);
+    }
+  }
+  return {
+    name: "mosquitto",
+    port,
+    pid: child.pid!,
+    stop: () => stopChild(child).then(() => rm(dir, { recursive: true, force: true })),
+  };
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+    setTimeout(() => child.kill("SIGKILL"), 5000).unref();
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function connectOne(port: number, clientId: string): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect({ host: "127.0.0.1", port, clientId, reconnectPeriod: 0, connectTimeout: 60_000, keepalive: 0 });
+    c.once("connect", () => resolve(c));
+    c.once("error", (e) => reject(e));
+  });
+}
+
+async function procStats(pid: number): Promise<{ rssKb: number; cpuTicks: number }> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+  return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0), cpuTicks: Number(stat[11]) + Number(stat[12]) };
+}
+
+async function oneToOne(t: Target, qos: 0 | 1, n: number): Promise<{ rate: number; delivered: number; lost: number }> {
+  const sub = await connectOne(t.port, `sub-${qos}`);
+  const pub = await connectOne(t.port, `pub-${qos}`);
+  await sub.subscribeAsync("bench/one", { qos });
+  let got = 0;
+  let last = 0;
+  sub.on("message", () => {
+    got++;
+    last = performance.now();
+  });
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    pub.publish("bench/one", payload, { qos });
+    if (i % 500 === 499) await new Promise((r) => setImmediate(r)); // let the sockets move
+  }
+  const deadline = Date.now() + 30_000;
+  let prev = -1;
+  while (got < n && Date.now() < deadline) {
+    await sleep(250);
+    if (got === prev && qos === 0) break; // QoS 0 stalled: the rest is lost
+    prev = got;
+  }
+  const rate = got / ((last - t0) / 1000);
+  await Promise.all([sub.endAsync(true), pub.endAsync(true)]);
+  return { rate, delivered: got, lost: n - got };
+}
+
+async function idleAndRate(
+  t: Target,
+  n: number,
+): Promise<{ perConnKb: number; rssMb: number; rate: number; offered: number; cpuPct: number; connected: number }> {
+  const before = await procStats(t.pid);
+  const clients: MqttClient[] = [];
+  for (let i = 0; i < n; i += 250) {
+    const batch = await Promise.allSettled(
+      Array.from({ length: Math.min(250, n - i) }, (_, k) => connectOne(t.port, `idle-${i + k}`)),
+    );
+    for (const r of batch) if (r.status === "fulfilled") clients.push(r.value);
+  }
+  await sleep(2000);
+  const after = await procStats(t.pid);
+  const perConnKb = (after.rssKb - before.rssKb) / clients.length;
+  const sub = await connectOne(t.port, "rate-sub");
+  let got = 0;
+  sub.on("message", () => got++);
+  await sub.subscribeAsync("bench/+/telemetry", { qos: 0 });
+  const c0 = await procStats(t.pid);
+  const t0 = performance.now();
+  let offered = 0;
+  // every client publishes once a second, spread evenly over the second
+  const perTick = Math.ceil(clients.length / 20);
+  for (let s = 0; s < RATE_S * 20; s++) {
+    const tickStart = performance.now();
+    for (let k = 0; k < perTick; k++) {
+      const c = clients[(s * perTick + k) % clients.length]!;
+      c.publish(`bench/${c.options.clientId}/telemetry`, payload, { qos: 0 });
+      offered++;
+    }
+    await sleep(Math.max(0, 50 - (performance.now() - tickStart)));
+  }
+  await sleep(1000);
+  const secs = (performance.now() - t0) / 1000;
+  const c1 = await procStats(t.pid);
+  const cpuPct = ((c1.cpuTicks - c0.cpuTicks) / 100 / secs) * 100;
+  await Promise.all([...clients, sub].map((c) => c.endAsync(true)));
+  return { perConnKb, rssMb: after.rssKb / 1024, rate: got / (secs - 1), offered, cpuPct, connected: clients.length };
+}
+
+async function measure(start: () => Promise<Target>) {
+  const t = await start();
+  try {
+    const qos0 = await oneToOne(t, 0, QOS0_N);
+    const qos1 = await oneToOne(t, 1, QOS1_N);
+    const idle = await idleAndRate(t, IDLE);
+    return { name: t.name, qos0, qos1, idle };
+  } finally {
+    await t.stop();
+  }
+}
+
+const t0 = Date.now();
+const load = (await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
+const ours = await measure(startOurs);
+const mosq = await measure(startMosquitto);
+const f = (v: number, d = 0) => v.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+const rows = [
+  ["QoS 0 1→1 delivered msg/s", f(ours.qos0.rate), f(mosq.qos0.rate), ratio(ours.qos0.rate, mosq.qos0.rate)],
+  ["QoS 0 lost", `${ours.qos0.lost}/${QOS0_N}`, `${mosq.qos0.lost}/${QOS0_N}`, ""],
+  ["QoS 1 1→1 delivered msg/s", f(ours.qos1.rate), f(mosq.qos1.rate), ratio(ours.qos1.rate, mosq.qos1.rate)],
+  ["QoS 1 lost", `${ours.qos1.lost}/${QOS1_N}`, `${mosq.qos1.lost}/${QOS1_N}`, ""],
+  [`idle connections held`, String(ours.idle.connected), String(mosq.idle.connected), ""],
+  [
+    "RSS per idle connection (KB)",
+    f(ours.idle.perConnKb, 1),
+    f(mosq.idle.perConnKb, 1),
+    ratio(ours.idle.perConnKb, mosq.idle.perConnKb),
+  ],
+  ["broker RSS with them (MB)", f(ours.idle.rssMb), f(mosq.idle.rssMb), ""],
+  [`${IDLE} clients @1 msg/s: delivered msg/s`, f(ours.idle.rate), f(mosq.idle.rate), ratio(ours.idle.rate, mosq.idle.rate)],
+  ["  broker CPU during it (% of one core)", f(ours.idle.cpuPct), f(mosq.idle.cpuPct), ""],
+];
+const width = [40, 14, 14, 8];
+const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join(" ");
+process.stdout.write(`bench:broker — load average at start ${load}; ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+process.stdout.write(`${line(["", "esp-fleet", "mosquitto", "ratio"])}\n`);
+for (const r of rows) process.stdout.write(`${line(r)}\n`);
+process.stdout.write(`load average at end ${(await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ")}\n`);
