@@ -111,6 +111,21 @@ export function createAuthHooks(opts: AuthHooksOptions) {
             refuse(result, result.returnCode === SERVER_UNAVAILABLE ? "unavailable" : "bad_credentials");
             return;
           }
+          // A device's session is its own: its client id must be its device id (or `{id}-…` for a
+          // second, clean-session tool such as `esp-fleet check`), so no device can take over, or be
+          // disconnected by, another device's session ([MQTT-3.1.4-2] takeover).
+          if (
+            result.kind === "user" &&
+            result.role === "device" &&
+            client.id !== result.username &&
+            !client.id.startsWith(`${result.username}-`)
+          ) {
+            refuse(
+              refusal(IDENTIFIER_REJECTED, `a device's client id must be its device id ${result.username}`),
+              "identifier_rejected",
+            );
+            return;
+          }
           principals.set(client, result);
           done(null, true);
         },

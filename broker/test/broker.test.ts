@@ -76,6 +76,17 @@ describe("broker with credentials (MQTT_ANONYMOUS=off)", () => {
     expect(metrics).toMatch(/reason="bad_credentials"} 2/);
   });
 
+  it("refuses a device whose client id is not its own device id (no session takeover) with CONNACK 2", async () => {
+    await expect(connect(b.url, { username: "dev1", password: pw.dev1 ?? "", clientId: "dev2" })).rejects.toMatchObject({
+      code: 2,
+    });
+    await expect(connect(b.url, { username: "dev1", password: pw.dev1 ?? "", clientId: "dev10" })).rejects.toMatchObject({
+      code: 2,
+    });
+    const own = await connect(b.url, { username: "dev1", password: pw.dev1 ?? "", clientId: "dev1" });
+    await closeClient(own);
+  });
+
   it("refuses anonymous clients with CONNACK 5 when MQTT_ANONYMOUS=off", async () => {
     await expect(connect(b.url)).rejects.toMatchObject({ code: 5 });
   });
@@ -158,7 +169,7 @@ describe("broker with credentials (MQTT_ANONYMOUS=off)", () => {
         cmd: "connect",
         protocolId: "MQTT",
         protocolVersion: 4,
-        clientId: "raw",
+        clientId: "dev1-raw",
         clean: true,
         keepalive: 0,
         username: "dev1",
@@ -205,6 +216,8 @@ describe("broker with credentials (MQTT_ANONYMOUS=off)", () => {
       "127.0.0.1",
       "-p",
       String(b.broker.ports.mqtt),
+      "-i",
+      "dev2",
       "-u",
       "dev2",
       "-P",
@@ -254,7 +267,7 @@ describe("anonymous policies", () => {
       anon.on("message", (t) => got.push(t));
       expect((await anon.subscribeAsync("#", { qos: 1 }))[0]?.qos).toBe(1);
       await anon.publishAsync("s1/fridge/d9/telemetry", "forged", { qos: 1 });
-      const dev = await connect(b.url, { username: "d9", password: devPw });
+      const dev = await connect(b.url, { username: "d9", password: devPw, clientId: "d9" });
       await dev.publishAsync("s1/fridge/d9/telemetry", "real", { qos: 1 });
       await waitFor(() => got.length >= 1, "telemetry at the anonymous reader");
       await new Promise((r) => setTimeout(r, 100));
