@@ -84,7 +84,16 @@ export class FileCredentialStore implements CredentialStore {
     return [...(await this.#load()).values()].sort((a, b) => a.username.localeCompare(b.username));
   }
 
-  async put(record: CredentialRecord): Promise<void> {
+  /** Writes are serialised: each one reads the latest file, so concurrent puts neither race nor lose updates. */
+  #writes: Promise<void> = Promise.resolve();
+
+  put(record: CredentialRecord): Promise<void> {
+    const write = this.#writes.then(() => this.#put(record));
+    this.#writes = write.catch(() => undefined);
+    return write;
+  }
+
+  async #put(record: CredentialRecord): Promise<void> {
     const all = new Map(await this.#load());
     all.set(record.username, CredentialRecordSchema.parse(record));
     const body = JSON.stringify({ version: 1, credentials: [...all.values()] }, null, 2);

@@ -56,6 +56,31 @@ describe("credential stores", () => {
     expect(text).toContain("scrypt$");
   });
 
+  it("file store: concurrent writes all land (none lost, no temp-file race)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "cred-conc-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const store = new FileCredentialStore(join(dir, "credentials.json"));
+    await Promise.all(Array.from({ length: 12 }, (_, i) => createCredential(store, { username: `dev${i}`, role: "device" })));
+    const fresh = new FileCredentialStore(join(dir, "credentials.json"));
+    expect((await listCredentials(fresh)).map((c) => c.username).sort()).toEqual(
+      Array.from({ length: 12 }, (_, i) => `dev${i}`).sort(),
+    );
+  });
+
+  it("provision fleet: credentials for the ids emulate generates, written to a file emulate reads", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "cred-fleet-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const out = join(dir, "fleet.json");
+    const code = await provisionCli(["fleet", "--devices", "4", "--kind", "sqal,fridge", "--sites", "LL", "--out", out], {
+      DATA_DIR: dir,
+    });
+    expect(code).toBe(0);
+    const passwords = JSON.parse(await readFile(out, "utf8")) as Record<string, string>;
+    expect(Object.keys(passwords).sort()).toEqual(["ESP32_LL_01", "ESP32_LL_02", "FRIDGE_LL_01", "FRIDGE_LL_02"]);
+    const store = new FileCredentialStore(join(dir, "credentials.json"));
+    for (const [dev, pw] of Object.entries(passwords)) expect(await verifyPassword(pw, (await store.get(dev))!.hash)).toBe(true);
+  });
+
   it("PGlite store (the embedded database) behaves the same", async () => {
     const dir = await mkdtemp(join(tmpdir(), "cred-pglite-"));
     const db = await openDb({ dataDir: dir, logger: silentLogger() });
