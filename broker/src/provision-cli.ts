@@ -101,9 +101,9 @@ export async function run(argv: string[], envSource: Record<string, string | und
       return n;
     })
     .option("--kind <list>", "device kinds, comma-separated, as for emulate", "sqal,fridge,gavage")
-    .option("--sites <list>", "sites, comma-separated, as for emulate", "LL,LS,MT")
+    .option("--site <list>", "sites, comma-separated, as for emulate", "LL,LS,MT")
     .option("--out <file>", "where to write the id → password map (mode 0600)", "fleet-credentials.json")
-    .action(async (o: { devices: number; kind: string; sites: string; out: string }) => {
+    .action(async (o: { devices: number; kind: string; site: string; out: string }) => {
       const { fleetSpecs } = await import("@esp-fleet/device-emulator");
       const { writeFile } = await import("node:fs/promises");
       const split = (v: string) =>
@@ -113,7 +113,7 @@ export async function run(argv: string[], envSource: Record<string, string | und
           .filter(Boolean);
       let specs;
       try {
-        specs = fleetSpecs(o.devices, split(o.kind) as Parameters<typeof fleetSpecs>[1], split(o.sites));
+        specs = fleetSpecs(o.devices, split(o.kind) as Parameters<typeof fleetSpecs>[1], split(o.site));
       } catch (e) {
         throw new FleetError("BAD_INPUT", (e as Error).message);
       }

@@ -71,7 +71,7 @@ describe("credential stores", () => {
     const dir = await mkdtemp(join(tmpdir(), "cred-fleet-"));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const out = join(dir, "fleet.json");
-    const code = await provisionCli(["fleet", "--devices", "4", "--kind", "sqal,fridge", "--sites", "LL", "--out", out], {
+    const code = await provisionCli(["fleet", "--devices", "4", "--kind", "sqal,fridge", "--site", "LL", "--out", out], {
       DATA_DIR: dir,
     });
     expect(code).toBe(0);
