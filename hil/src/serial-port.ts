@@ -27,6 +27,7 @@ export class PacedWriter {
   readonly #clock: Clock;
   readonly #bytesPerMs: number;
   #queue: Uint8Array[] = [];
+  #done: ((() => void) | undefined)[] = [];
   #queued = 0;
   #timer: Timer | undefined;
   #last = 0;
@@ -42,8 +43,10 @@ export class PacedWriter {
     return this.#queued;
   }
 
-  write(bytes: Uint8Array): void {
+  /** Queue bytes; `onSent` runs when their last byte has been handed to the port. */
+  write(bytes: Uint8Array, onSent?: () => void): void {
     this.#queue.push(bytes);
+    this.#done.push(onSent);
     this.#queued += bytes.length;
     if (!this.#timer) this.#pump();
   }
@@ -52,6 +55,7 @@ export class PacedWriter {
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#queue = [];
+    this.#done = [];
     this.#queued = 0;
   }
 
@@ -68,8 +72,10 @@ export class PacedWriter {
       const head = this.#queue[0]!;
       const take = Math.min(n, head.length);
       this.#sink(head.subarray(0, take));
-      if (take === head.length) this.#queue.shift();
-      else this.#queue[0] = head.subarray(take);
+      if (take === head.length) {
+        this.#queue.shift();
+        this.#done.shift()?.();
+      } else this.#queue[0] = head.subarray(take);
       n -= take;
       this.#queued -= take;
       this.#credit -= take;
