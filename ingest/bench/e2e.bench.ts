@@ -56,13 +56,19 @@ const db0 = await createTestDatabase("benche2e");
 const db = await openDb({ databaseUrl: db0.url, dataDir: "/nonexistent", logger, poolMax: 4 });
 await migrate(db, { logger });
 console.log(
-  `bench:e2e — ${devices} devices (${values.kinds}) every ${values.interval} ms, window ${windowS} s; load average before: ${loadavg()
+  `bench:e2e — ${values.harness} harness, ${devices} devices (${values.kinds}) every ${values.interval} ms, window ${windowS} s; load average before: ${loadavg()
     .map((x) => x.toFixed(2))
     .join(" ")}`,
 );
 
+let brokerCpuUs = 0;
+let brokerCpuAtStart = 0;
+let brokerCpuPct = 0;
 const port = await new Promise<number>((resolve) => {
-  child(here("../../device-emulator/bench/broker-child.ts"), [], (tag, data) => tag === "READY" && resolve(Number(data)));
+  child(here("../../device-emulator/bench/broker-child.ts"), [], (tag, data) => {
+    if (tag === "READY") resolve(Number(data));
+    if (tag === "STATS") brokerCpuUs = (JSON.parse(data) as { cpuUs: number }).cpuUs;
+  });
 });
 const url = `mqtt://127.0.0.1:${port}`;
 
@@ -112,6 +118,7 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       inWindow = true;
       windowStart = performance.now();
       windowCpu = process.cpuUsage();
+      brokerCpuAtStart = brokerCpuUs;
       console.log(`  window start: ${data}`);
     }
     if (tag === "WINDOW_END") {
@@ -119,6 +126,7 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       windowWall = performance.now() - windowStart;
       const u = process.cpuUsage(windowCpu);
       ingestCpuPct = ((u.user + u.system) / 1000 / windowWall) * 100;
+      brokerCpuPct = ((brokerCpuUs - brokerCpuAtStart) / 1000 / windowWall) * 100;
       windowEnd = JSON.parse(data) as Record<string, number>;
       console.log(`  window end: ${data}`);
     }
@@ -154,7 +162,7 @@ console.log(
     `result: window ${(windowWall / 1000).toFixed(1)} s, messages committed ${windowCommitted} → ${Math.round(rate)} msg/s (emulator sent ${windowEnd.sent} in the window, ${windowEnd.readings} readings)`,
     `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms`,
     `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored}, duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}`,
-    `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, retries ${s.retries}`,
+    `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, retries ${s.retries}`,
     `  load average after: ${loadavg()
       .map((x) => x.toFixed(2))
       .join(" ")}; total ingest cpu ${((process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6).toFixed(1)} s`,
