@@ -1,17 +1,35 @@
 /**
  * Graded samples per second on one core (issue 6 target: ≥ 20,000/s).
- * `npm run bench:sqal` — grades a pool of seeded reference samples (all tiers, with defects) for a few
+ * `npm run bench:sqal` — grades a pool of seeded samples from the emulator's sensor models (all tiers, with defects) for a few
  * seconds, then the same with CBOR decode + zod validation in front (what the service does per message).
  */
 import { createRng } from "@esp-fleet/common/random";
 import { decodeMessage, deviceTopic, encodeCbor, type SqalSample } from "@esp-fleet/schemas";
 import { gradeSample } from "../src/grading/index.ts";
-import { synthSample } from "../src/testing/synth.ts";
+import { SQAL_PROFILE, drawTier, measureSample } from "@esp-fleet/device-emulator";
 
 const POOL = 2000;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const rng = createRng(2024);
-const samples: SqalSample[] = Array.from({ length: POOL }, (_, i) => synthSample(rng, { seq: i }));
+const weights = Object.fromEntries(Object.entries(SQAL_PROFILE.tiers).map(([t, m]) => [t, m.weight])) as Parameters<
+  typeof drawTier
+>[1];
+// The emulator's own VL53L8CH + AS7341 model: every tier in its population share, with its defects.
+const samples = Array.from({ length: POOL }, (_, i) => {
+  const m = measureSample(rng, SQAL_PROFILE, drawTier(rng, weights));
+  return {
+    v: 1,
+    dev: "ESP32_LL_01",
+    boot: 1,
+    seq: i,
+    ts: 1_760_000_000_000 + i,
+    sample: `1.${i}`,
+    tof: m.tof,
+    spec: m.spec,
+    temp: m.temp,
+    sim: { tier: m.tier, defects: m.defects },
+  };
+});
 const topic = deviceTopic({ site: "LL", kind: "sqal", dev: "ESP32_LL_01" }, "telemetry");
 const payloads = samples.map((s) => encodeCbor(s));
 

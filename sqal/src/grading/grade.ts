@@ -1,7 +1,7 @@
 import type { Grade, SqalSample } from "@esp-fleet/schemas";
 import { spectralFeatures, spectralScores, type SpectralFeatures, type SpectralScores } from "./spectral.ts";
 import { DEFAULT_THRESHOLDS, type GradingThresholds, type LotRule } from "./thresholds.ts";
-import { clamp01, tofFeatures, tofScores, type TofFeatures, type TofScores } from "./tof.ts";
+import { clamp01, tofFeatures, tofScores, type TofFeatures, type TofInput, type TofScores } from "./tof.ts";
 
 export type AlertLevel = "critical" | "warning";
 export interface Alert {
@@ -61,7 +61,7 @@ export function alertsFor(
  * Grade one validated sample. Pure: reads only `tof` and `spec` — never the `sim` ground truth.
  */
 export function gradeSample(
-  sample: Pick<SqalSample, "tof" | "spec">,
+  sample: { tof: TofInput; spec: SqalSample["spec"] },
   thresholds: GradingThresholds = DEFAULT_THRESHOLDS,
 ): GradeResult {
   const tf = tofFeatures(sample.tof, thresholds);

@@ -1,4 +1,3 @@
-import type { TofFrame } from "@esp-fleet/schemas";
 import { DEFAULT_THRESHOLDS, type GradingThresholds } from "./thresholds.ts";
 
 /**
@@ -15,6 +14,17 @@ import { DEFAULT_THRESHOLDS, type GradingThresholds } from "./thresholds.ts";
  * product distance)), as in the domain doc. The residuals (capped at the defect threshold) measure the
  * surface texture: uniformity = 1 / (1 + mean |residual| mm).
  */
+/** What the ToF grader reads of a frame (a validated `TofFrame` fits, as does any array-like source). */
+export interface TofInput {
+  dist: ArrayLike<number>;
+  status: ArrayLike<number>;
+  refl: ArrayLike<number>;
+  /** signal amplitude (not used by the grader) */
+  amp?: ArrayLike<number>;
+  /** sensor height above the tray floor, mm */
+  h: number;
+}
+
 export type DefectType = "foreign_body" | "deformation" | "edge_damage" | "optical";
 export const DEFECT_TYPES: readonly DefectType[] = ["foreign_body", "deformation", "edge_damage", "optical"];
 
@@ -158,7 +168,7 @@ export function thicknessClassOf(thicknessMm: number, t: GradingThresholds["tof"
   return "out_of_norm";
 }
 
-export function tofFeatures(tof: TofFrame, thresholds: GradingThresholds = DEFAULT_THRESHOLDS): TofFeatures {
+export function tofFeatures(tof: TofInput, thresholds: GradingThresholds = DEFAULT_THRESHOLDS): TofFeatures {
   const t = thresholds.tof;
   const { dist, status, refl } = tof;
   const sensorH = tof.h;
