@@ -1,5 +1,8 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import pg from "pg";
 import { from as copyFromStream } from "pg-copy-streams";
 import { PGlite, type Transaction } from "@electric-sql/pglite";
@@ -179,6 +182,29 @@ function pgliteQueryable(db: PgliteLike): Queryable {
   };
 }
 
+/**
+ * The embedded server is one session in this process, so PostgreSQL's defaults for a shared server
+ * (128 MB of shared buffers) only cost memory: 16 MB keeps the all-in-one well under its 400 MB budget.
+ */
+const PGLITE_CONF = "shared_buffers = 16MB\nwork_mem = 4MB\nmaintenance_work_mem = 16MB\n";
+
+/**
+ * Create a new PGlite data directory (initdb) in a short-lived child process. initdb grows the
+ * WebAssembly memory to ~600 MB and WebAssembly memory never shrinks, so doing it in-process would leave
+ * the all-in-one at ~800 MB resident for its whole life; the child's memory goes back to the OS.
+ */
+async function initPgliteInChild(dir: string): Promise<void> {
+  const script =
+    "const { PGlite } = await import(process.argv[1]); const db = await PGlite.create(process.argv[2]); await db.close();";
+  await promisify(execFile)(
+    process.execPath,
+    ["--input-type=module", "-e", script, import.meta.resolve("@electric-sql/pglite"), dir],
+    {
+      timeout: 120_000,
+    },
+  );
+}
+
 async function openPglite(options: OpenDbOptions): Promise<Db> {
   const log = options.logger.child({ component: "db" });
   const dir = join(options.dataDir, "pglite");
@@ -186,7 +212,8 @@ async function openPglite(options: OpenDbOptions): Promise<Db> {
   const t0 = performance.now();
   let db: PGlite;
   try {
-    db = await PGlite.create(dir);
+    if (!existsSync(join(dir, "PG_VERSION"))) await initPgliteInChild(dir);
+    db = await PGlite.create(dir, { postgresqlconf: PGLITE_CONF });
   } catch (e) {
     throw new UnavailableError(`cannot open the embedded database in ${dir}: ${errorMessage(e)}`, { dir }, { cause: e });
   }
