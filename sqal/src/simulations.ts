@@ -55,7 +55,14 @@ export class SimulationManager {
   constructor(
     readonly mqttUrl: string,
     logger: Logger,
-    readonly opts: { maxRunning?: number; passwordPattern?: string; keep?: number } = {},
+    readonly opts: {
+      maxRunning?: number;
+      /** Device passwords for a broker that authenticates devices: a map / function, or a `{dev}` pattern. */
+      credentials?: Record<string, string> | ((dev: string) => string | undefined);
+      passwordPattern?: string;
+      /** Finished simulations kept for GET (default 50). */
+      keep?: number;
+    } = {},
   ) {
     this.#log = logger.child({ component: "simulations" });
   }
@@ -94,6 +101,7 @@ export class SimulationManager {
         seed: req.seed ?? id,
         logger: this.#log,
         ...(this.opts.passwordPattern ? { passwordPattern: this.opts.passwordPattern } : {}),
+        ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
       });
     } catch (e) {
       view.status = "failed";
