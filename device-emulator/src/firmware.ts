@@ -1,4 +1,4 @@
-import { createRng, hashString, type Rng } from "@esp-fleet/common/random";
+import { hashString, type Rng } from "@esp-fleet/common/random";
 import {
   CommandSchemas,
   decodeCbor,
@@ -11,6 +11,7 @@ import {
   type InspectionProfile,
 } from "@esp-fleet/schemas";
 import { encodeFast as encodeCbor } from "./cbor-fast.ts";
+import { SeededRng } from "./rng.ts";
 import { FridgeModel, type FridgeValues } from "./models/fridge.ts";
 import { FeedingLot, lotCode, lotNumber, momentOf, nextFeedingAt } from "./models/feeding.ts";
 import { drawTier, measureSample } from "./models/sqal.ts";
@@ -156,6 +157,8 @@ const T_INSPECT = 3;
 const T_REBOOT = 4;
 const T_BOOT = 5;
 const SLOTS = 6;
+/** First size of the offline FIFO ring (it doubles up to `fifoSize`). */
+const FIFO_INITIAL = 8;
 
 const QOS1 = { qos: 1, retain: false } as const;
 const QOS1_RETAIN = { qos: 1, retain: true } as const;
@@ -247,13 +250,15 @@ export class EmulatedDevice implements TimerTarget {
     this.#profiles = { ...DEFAULT_PROFILES, ...deps.profiles };
     this.#intervalMs = this.#opts.intervalMs;
     this.#faultProb = this.#opts.faultProb;
-    this.#rng = createRng(`${deps.seed}:${spec.dev}`);
-    this.#hw = createRng(`${deps.seed}:${spec.dev}:hw`);
+    this.#rng = new SeededRng(`${deps.seed}:${spec.dev}`);
+    this.#hw = new SeededRng(`${deps.seed}:${spec.dev}:hw`);
     const h = hashString(spec.dev);
     const hex = (n: number) => (n & 0xff).toString(16).toUpperCase().padStart(2, "0");
     this.mac = `${MAC_OUI}:${hex(h >>> 16)}:${hex(h >>> 8)}:${hex(h)}`;
-    this.#transport.onLink(this.#onLink);
-    this.#transport.onCommand(this.#onCommand);
+    // Plain arrows in argument position: class-field arrows get a dictionary-mode `name` property each
+    // under tsx's keep-names transform (~256 B per device per handler).
+    this.#transport.onLink((e) => this.#onLink(e));
+    this.#transport.onCommand((name, payload) => this.#onCommand(name, payload));
   }
 
   get dev(): string {
@@ -417,7 +422,7 @@ export class EmulatedDevice implements TimerTarget {
     });
   }
 
-  readonly #onLink = (e: LinkEvent): void => {
+  #onLink(e: LinkEvent): void {
     try {
       if (e.up) this.#linkUp();
       else this.#linkDown();
@@ -425,7 +430,7 @@ export class EmulatedDevice implements TimerTarget {
       this.counters.errors++;
       this.lastError = err;
     }
-  };
+  }
 
   #linkUp(): void {
     if (this.state !== "connecting") return;
@@ -459,11 +464,11 @@ export class EmulatedDevice implements TimerTarget {
     }
     // Flush the offline FIFO in order.
     while (this.#fifoLen > 0 && this.state === "online") {
-      const cap = this.#opts.fifoSize;
-      const ch = (this.#fifoCh as PublishChannel[])[this.#fifoHead] as PublishChannel;
+      const ring = this.#fifoCh as PublishChannel[];
+      const ch = ring[this.#fifoHead] as PublishChannel;
       const payload = (this.#fifoPayload as Uint8Array[])[this.#fifoHead] as Uint8Array;
       (this.#fifoPayload as (Uint8Array | undefined)[])[this.#fifoHead] = undefined;
-      this.#fifoHead = (this.#fifoHead + 1) % cap;
+      this.#fifoHead = (this.#fifoHead + 1) % ring.length;
       this.#fifoLen--;
       this.counters.buffered = this.#fifoLen;
       this.#handOver(ch, payload, ch === "telemetry" || ch === "event" || ch.startsWith("cmd/") ? QOS1 : QOS0);
@@ -501,7 +506,7 @@ export class EmulatedDevice implements TimerTarget {
     this.state = "rebooting";
     this.#bootReason = reason;
     const closing = this.#transport.close(clean);
-    Promise.resolve(closing).catch(this.#onPublishError);
+    Promise.resolve(closing).catch((e: unknown) => this.#onPublishError(e));
     this.#set(T_BOOT, this.#now() + this.#sim(this.#opts.rebootDelayMs));
   }
 
@@ -523,13 +528,13 @@ export class EmulatedDevice implements TimerTarget {
   #handOver(channel: PublishChannel, payload: Uint8Array | string, opts: typeof QOS1 | typeof QOS0 | typeof QOS1_RETAIN): void {
     this.counters.sent++;
     const r = this.#transport.publish(channel, payload, opts);
-    if (r) r.then(undefined, this.#onPublishError);
+    if (r) r.then(undefined, (e: unknown) => this.#onPublishError(e));
   }
 
-  readonly #onPublishError = (e: unknown): void => {
+  #onPublishError(e: unknown): void {
     this.counters.publishErrors++;
     this.lastError = e;
-  };
+  }
 
   #enqueue(channel: PublishChannel, payload: Uint8Array): void {
     const cap = this.#opts.fifoSize;
@@ -539,18 +544,35 @@ export class EmulatedDevice implements TimerTarget {
       return;
     }
     if (!this.#fifoCh || !this.#fifoPayload) {
-      this.#fifoCh = new Array<PublishChannel>(cap);
-      this.#fifoPayload = new Array<Uint8Array>(cap);
+      // Most outages are short: start small and grow by doubling up to `fifoSize` (memory per device).
+      this.#fifoCh = new Array<PublishChannel>(Math.min(cap, FIFO_INITIAL));
+      this.#fifoPayload = new Array<Uint8Array>(this.#fifoCh.length);
+    }
+    let ring = this.#fifoCh.length;
+    if (this.#fifoLen === ring && ring < cap) {
+      // Grow: copy in order (oldest first) into rings twice as large.
+      const size = Math.min(cap, ring * 2);
+      const ch = new Array<PublishChannel>(size);
+      const pl = new Array<Uint8Array>(size);
+      for (let i = 0; i < this.#fifoLen; i++) {
+        const j = (this.#fifoHead + i) % ring;
+        ch[i] = this.#fifoCh[j] as PublishChannel;
+        pl[i] = this.#fifoPayload[j] as Uint8Array;
+      }
+      this.#fifoCh = ch;
+      this.#fifoPayload = pl;
+      this.#fifoHead = 0;
+      ring = size;
     }
     if (this.#fifoLen === cap) {
       // Drop the oldest.
       this.#fifoPayload[this.#fifoHead] = undefined as unknown as Uint8Array;
-      this.#fifoHead = (this.#fifoHead + 1) % cap;
+      this.#fifoHead = (this.#fifoHead + 1) % ring;
       this.#fifoLen--;
       this.counters.dropped++;
       this.#droppedThisOutage++;
     }
-    const tail = (this.#fifoHead + this.#fifoLen) % cap;
+    const tail = (this.#fifoHead + this.#fifoLen) % ring;
     this.#fifoCh[tail] = channel;
     this.#fifoPayload[tail] = payload;
     this.#fifoLen++;
@@ -813,7 +835,7 @@ export class EmulatedDevice implements TimerTarget {
 
   // ------------------------------------------------------------------------------------- commands
 
-  readonly #onCommand = (name: string, payload: Uint8Array): void => {
+  #onCommand(name: string, payload: Uint8Array): void {
     this.counters.commands++;
     let id = "unknown";
     try {
@@ -833,7 +855,7 @@ export class EmulatedDevice implements TimerTarget {
       this.lastError = e;
       this.#refuse(name, id, "internal error");
     }
-  };
+  }
 
   #refuse(name: string, id: string, why: string): void {
     this.counters.badCommands++;

@@ -137,6 +137,28 @@ describe("firmware life cycle (manual clock, memory transport)", () => {
     expect(overflow?.msg).toMatchObject({ sev: "warning", data: { dropped: device.counters.dropped } });
   });
 
+  it("the FIFO grows from a small ring to fifoSize keeping order, then drops the oldest", () => {
+    const { clock, transport, device, take } = rig("fridge", { fifoSize: 20, backoffMinMs: 60_000, backoffMaxMs: 60_000 });
+    device.start();
+    clock.advance(100);
+    transport.accept();
+    clock.advance(1000);
+    take();
+    transport.drop();
+    clock.advance(15_000); // 15 readings: the ring grows 8 → 16 with everything in order
+    expect(device.counters).toMatchObject({ buffered: 15, dropped: 0 });
+    clock.advance(10_000); // 25 readings into 20 slots: the 5 oldest are dropped
+    expect(device.counters).toMatchObject({ buffered: 20, dropped: 5 });
+    clock.advance(35_000);
+    transport.accept();
+    const seqs = take()
+      .filter((w) => w.schema === "telemetry/fridge")
+      .map((w) => w.msg.seq as number);
+    expect(seqs).toHaveLength(20);
+    expect(seqs).toEqual(Array.from({ length: 20 }, (_, i) => seqs[0]! + i));
+    expect(device.counters.buffered).toBe(0);
+  });
+
   it("heartbeat status carries uptime, heap, RSSI and counters", () => {
     const { clock, transport, device, take } = rig("sqal", { heartbeatMs: 5000, intervalMs: 60_000 });
     device.start();
