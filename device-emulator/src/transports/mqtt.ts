@@ -10,6 +10,11 @@ import type {
   PublishOptions,
   TransportFactory,
 } from "../transport.ts";
+import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
+
+/** MQTT.js logs through `debug` by default: ~30 disabled-logger calls per publish and one `debug`
+ * instance per client. The emulator has its own logging; MQTT.js's is off. */
+const noLog = (): void => undefined;
 
 export interface MqttTransportOptions {
   url: string;
@@ -51,6 +56,12 @@ export class MqttTransport implements DeviceTransport {
       log: deviceTopic(addr, "log"),
     };
     this.#cmdPrefix = commandTopic(addr, "x").slice(0, -1);
+    this.#onSubscribed = (e) => {
+      if (e) this.#lastError = `subscribe failed: ${e.message}`;
+    };
+    this.#onPublished = (e) => {
+      if (e) this.publishErrors++;
+    };
   }
 
   get client(): MqttClient | undefined {
@@ -85,6 +96,8 @@ export class MqttTransport implements DeviceTransport {
       protocolVersion: 4,
       resubscribe: false,
       will,
+      log: noLog,
+      timerVariant: sharedKeepaliveTimer as unknown as IClientOptions["timerVariant"],
     };
     const client = mqtt.connect(this.#opts.url, options);
     this.#client = client;
@@ -112,13 +125,10 @@ export class MqttTransport implements DeviceTransport {
     });
   }
 
-  readonly #onSubscribed = (e: Error | null): void => {
-    if (e) this.#lastError = `subscribe failed: ${e.message}`;
-  };
-
-  readonly #onPublished = (e?: Error): void => {
-    if (e) this.publishErrors++;
-  };
+  // Assigned in the constructor, not as class-field arrows: under tsx's keep-names transform each
+  // class-field arrow gets a dictionary-mode `name` property (~256 B per device).
+  readonly #onSubscribed: (e: Error | null) => void;
+  readonly #onPublished: (e?: Error) => void;
 
   publish(channel: PublishChannel, payload: Uint8Array | string, opts: PublishOptions): void {
     const client = this.#client;
