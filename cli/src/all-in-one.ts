@@ -21,7 +21,7 @@ import type { Logger } from "@esp-fleet/common/logger";
 import { migrate, openDb, type Db } from "@esp-fleet/db";
 import { fleetSpecs, startFleet, type DeviceSpec, type Fleet, type FleetStats } from "@esp-fleet/device-emulator";
 import { createIngest, ingestHttpPlugin, type IngestService } from "@esp-fleet/ingest";
-import { createSqal, sqalHttpPlugin, type SqalService } from "@esp-fleet/sqal";
+import { createSqal, sqalHttpPlugin, SimulationManager, type SqalService } from "@esp-fleet/sqal";
 import { PROBE_DEVICE } from "./check.ts";
 import type { StartConfig } from "./config.ts";
 
@@ -228,7 +228,17 @@ export async function startAllInOne(opts: { config: StartConfig; demo: DemoOptio
     await http.register(swaggerUi, { routePrefix: "/docs" });
     await http.register(brokerHttpPlugin, { broker });
     await http.register(ingestHttpPlugin, { db, ingest, ctx });
-    await http.register(sqalHttpPlugin, { sqal, ctx });
+    // Fleets started over HTTP (POST /api/v1/simulations) get their device credentials provisioned here.
+    const simulations = new SimulationManager(mqttUrl, logger, {
+      provision: async (devs) => {
+        const passwords: Record<string, string> = {};
+        for (const dev of devs) passwords[dev] = await ensureAccount(broker.credentials, secrets, dev, "device");
+        await writeFile(secretsPath, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+        return passwords;
+      },
+    });
+    onStop("simulations", () => simulations.stopAll());
+    await http.register(sqalHttpPlugin, { sqal, simulations, ctx });
     try {
       await http.listen({ port: config.HTTP_PORT, host: "0.0.0.0" });
     } catch (e) {

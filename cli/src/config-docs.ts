@@ -2,6 +2,9 @@ import { configDocs, type EnvSchema } from "@esp-fleet/common/config";
 import { BrokerConfigSchema } from "@esp-fleet/broker/config";
 import { EmulatorConfigSchema } from "@esp-fleet/device-emulator/config";
 import { IngestConfigSchema } from "@esp-fleet/ingest/config";
+import { SqalConfigSchema } from "@esp-fleet/sqal/config";
+import { BridgeConfigSchema } from "@esp-fleet/hil/config";
+import { ProvisionConfigSchema } from "@esp-fleet/broker/provision-cli";
 import { StartConfigSchema } from "./config.ts";
 
 /** Every process's environment schema, in README order. */
@@ -9,7 +12,10 @@ export const CONFIG_SCHEMAS: { process: string; command: string; schema: EnvSche
   { process: "all-in-one", command: "esp-fleet start", schema: StartConfigSchema },
   { process: "broker", command: "esp-fleet broker", schema: BrokerConfigSchema },
   { process: "ingest", command: "esp-fleet ingest", schema: IngestConfigSchema },
+  { process: "sqal", command: "esp-fleet sqal", schema: SqalConfigSchema },
   { process: "emulator", command: "esp-fleet emulate", schema: EmulatorConfigSchema },
+  { process: "serial bridge", command: "esp-fleet bridge", schema: BridgeConfigSchema },
+  { process: "provisioning", command: "esp-fleet provision", schema: ProvisionConfigSchema },
 ];
 
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");

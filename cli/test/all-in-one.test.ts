@@ -57,6 +57,30 @@ describe("esp-fleet start (all-in-one) and esp-fleet check", () => {
     expect(results.map((r) => r.name)).toContain("broker → sqal: probe sample graded");
     expect(results).toHaveLength(7);
 
+    // A fleet started over HTTP gets credentials on this authenticating broker and runs to completion.
+    const started = await fetch(`${http}/api/v1/simulations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ devices: 2, kinds: ["fridge"], cycles: 3, interval: 1, accel: 10, fault_prob: 0 }),
+    });
+    expect(started.status).toBe(202);
+    const { id } = (await started.json()) as { id: string };
+    const done = await waitFor(
+      async () => {
+        const v = (await (await fetch(`${http}/api/v1/simulations/${id}`)).json()) as {
+          status: string;
+          stats: { readings: number } | null;
+        };
+        return v.status === "done" ? v : undefined;
+      },
+      "simulation done",
+      30_000,
+      200,
+    );
+    expect(done.stats?.readings).toBe(6);
+    const simDevices = (await (await fetch(`${http}/api/v1/devices?site=SIM`)).json()) as { devices: { id: string }[] };
+    expect(simDevices.devices.map((d) => d.id).sort()).toEqual(["FRIDGE_SIM_01", "FRIDGE_SIM_02"]);
+
     // Every service's routes on the one server.
     for (const path of ["/api/v1/devices", "/api/v1/lots", "/api/v1/dead-letters", "/metrics", "/docs/json"]) {
       expect((await fetch(`${http}${path}`)).status, path).toBe(200);

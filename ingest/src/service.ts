@@ -364,7 +364,7 @@ export function createIngest(options: IngestOptions): IngestService {
       }
       kick();
       while (flushing) await flushing;
-      if (client) await client.endAsync(false);
+      if (client) await client.endAsync(!client.connected);
       log.info({ ...stats }, "ingest stopped");
     },
     stats: () => ({ ...stats, pending: waiting() }),

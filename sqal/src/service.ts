@@ -950,7 +950,9 @@ export function createSqal(o: SqalOptions): SqalService {
       stopped = true;
       const c = client;
       client = undefined;
-      if (c) await c.endAsync();
+      // Without a connection, a graceful end would wait forever for in-flight publishes to be
+      // acknowledged: force it. Grades are already stored; only their svc/ notifications are not sent.
+      if (c) await c.endAsync(!c.connected);
     },
     mqttConnected: () => client?.connected ?? false,
     stats: () => ({

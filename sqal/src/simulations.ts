@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "@esp-fleet/common/logger";
 import { BadInputError, NotFoundError, errorMessage } from "@esp-fleet/common/errors";
 import { DEVICE_KINDS, SegmentSchema, formatIssues } from "@esp-fleet/schemas";
-import { startFleet, type Fleet, type FleetStats } from "@esp-fleet/device-emulator";
+import { fleetSpecs, startFleet, type Fleet, type FleetStats } from "@esp-fleet/device-emulator";
 
 /**
  * `POST /api/v1/simulations`: start an emulated fleet (the emulator package's `startFleet`) against
@@ -19,7 +19,12 @@ export const SimulationRequestSchema = z
       .max(3)
       .default(["sqal", "fridge", "gavage"])
       .describe("device kinds, round-robin"),
-    sites: z.array(SegmentSchema).min(1).max(16).optional().describe("sites, round-robin (default LL, LS, MT)"),
+    sites: z
+      .array(SegmentSchema)
+      .min(1)
+      .max(16)
+      .default(["SIM"])
+      .describe("sites, round-robin (default SIM, so simulated devices never share ids with the running fleet)"),
     cycles: z.number().int().min(1).max(10_000).default(100).describe("readings per device, then the simulation ends"),
     interval: z.number().min(1).max(3600).default(60).describe("simulated seconds between readings"),
     fault_prob: z.number().min(0).max(1).default(0.1).describe("fridge fault probability per reading"),
@@ -60,6 +65,11 @@ export class SimulationManager {
       /** Device passwords for a broker that authenticates devices: a map / function, or a `{dev}` pattern. */
       credentials?: Record<string, string> | ((dev: string) => string | undefined);
       passwordPattern?: string;
+      /**
+       * Called with the device ids a simulation is about to run, before they connect; returns their
+       * passwords (the all-in-one provisions them on its broker). Wins over `credentials`.
+       */
+      provision?: (devs: string[]) => Promise<Record<string, string>>;
       /** Finished simulations kept for GET (default 50). */
       keep?: number;
     } = {},
@@ -89,11 +99,11 @@ export class SimulationManager {
     this.#entries.set(id, entry);
     this.#prune();
     try {
+      const specs = fleetSpecs(req.devices, req.kinds, req.sites);
+      const provisioned = this.opts.provision ? await this.opts.provision(specs.map((d) => d.dev)) : undefined;
       entry.fleet = await startFleet({
         url: this.mqttUrl,
-        devices: req.devices,
-        kinds: req.kinds,
-        ...(req.sites ? { sites: req.sites } : {}),
+        specs,
         cycles: req.cycles,
         intervalMs: (req.interval * 1000) / req.accel,
         faultProb: req.fault_prob,
@@ -101,7 +111,7 @@ export class SimulationManager {
         seed: req.seed ?? id,
         logger: this.#log,
         ...(this.opts.passwordPattern ? { passwordPattern: this.opts.passwordPattern } : {}),
-        ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+        ...(provisioned ? { credentials: provisioned } : this.opts.credentials ? { credentials: this.opts.credentials } : {}),
       });
     } catch (e) {
       view.status = "failed";
