@@ -81,6 +81,29 @@ describe("esp-fleet start (all-in-one) and esp-fleet check", () => {
     const simDevices = (await (await fetch(`${http}/api/v1/devices?site=SIM`)).json()) as { devices: { id: string }[] };
     expect(simDevices.devices.map((d) => d.id).sort()).toEqual(["FRIDGE_SIM_01", "FRIDGE_SIM_02"]);
 
+    // An operator injects a fridge fault through the API; the device acknowledges and the diagnosis,
+    // from the readings alone, names it.
+    const post = (path: string, body: unknown) =>
+      fetch(`${http}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const injected = await post("/api/v1/devices/FRIDGE_LL_01/commands/fault", {
+      action: "inject",
+      fault: "panne_electrique",
+      cycles: 50,
+    });
+    expect(injected.status).toBe(200);
+    expect(((await injected.json()) as { reply: { ok: boolean } }).reply.ok).toBe(true);
+    await waitFor(
+      async () => {
+        const d = (await (await fetch(`${http}/api/v1/diagnosis`)).json()) as { fridges: { dev: string; state: string }[] };
+        return d.fridges.find((f) => f.dev === "FRIDGE_LL_01")?.state === "panne_electrique";
+      },
+      "diagnosis of the injected power failure",
+      20_000,
+      200,
+    );
+    expect((await post("/api/v1/devices/FRIDGE_LL_01/commands/fault", { action: "inject", fault: "gremlins" })).status).toBe(400);
+    expect((await post("/api/v1/devices/NOPE_01/commands/status", {})).status).toBe(404);
+
     // Every service's routes on the one server.
     for (const path of ["/api/v1/devices", "/api/v1/lots", "/api/v1/dead-letters", "/metrics", "/docs/json"]) {
       expect((await fetch(`${http}${path}`)).status, path).toBe(200);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import { BadInputError, NotFoundError } from "@esp-fleet/common/errors";
 import type { HttpContext } from "@esp-fleet/common/http";
-import { formatIssues } from "@esp-fleet/schemas";
+import { SegmentSchema, formatIssues } from "@esp-fleet/schemas";
 import { getLot, listLots, lotSamples, LotParamsSchema, LotsQuerySchema } from "./queries.ts";
 import type { SqalService } from "./service.ts";
 import { SimulationManager } from "./simulations.ts";
@@ -62,6 +62,25 @@ export const sqalHttpPlugin: FastifyPluginAsync<SqalHttpOptions> = async (app, o
       const lot = await getLot(db, code);
       if (!lot) throw new NotFoundError(`lot ${code} not found`);
       return lot;
+    },
+  );
+
+  const CommandParamsSchema = z.object({ id: SegmentSchema, name: SegmentSchema });
+  app.post(
+    "/api/v1/devices/:id/commands/:name",
+    {
+      schema: {
+        tags: ["sqal"],
+        summary:
+          "send cmd/{name} to a device and return its reply (e.g. fault {action: inject, fault: fuite_fluide}, config {interval_ms}, reboot, status)",
+      },
+    },
+    async (req) => {
+      const { id, name } = parse(CommandParamsSchema, req.params);
+      const body = (req.body ?? {}) as Record<string, unknown>;
+      if (typeof body !== "object" || Array.isArray(body))
+        throw new BadInputError("the body must be a JSON object of command arguments");
+      return { device: id, command: name, reply: await sqal.sendCommand(id, name, body) };
     },
   );
 

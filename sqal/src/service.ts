@@ -1,17 +1,22 @@
+import { randomUUID } from "node:crypto";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import type { z } from "zod";
 import { Registry } from "prom-client";
 import type { Logger } from "@esp-fleet/common/logger";
 import { systemClock, type Clock, type Timer } from "@esp-fleet/common/clock";
-import { FleetError, NotFoundError, errorMessage } from "@esp-fleet/common/errors";
+import { BadInputError, FleetError, NotFoundError, errorMessage } from "@esp-fleet/common/errors";
 import type { Db, Queryable } from "@esp-fleet/db";
 import {
+  CommandSchemas,
   commandTopic,
   decodeMessage,
+  formatIssues,
   encodeCbor,
   envelopeMatchesTopic,
   filters,
   serviceTopic,
   type CommandReply,
+  type DeviceKind,
   type DeviceTopic,
   type FeedingRecord,
   type FridgeReading,
@@ -109,6 +114,12 @@ export interface SqalService {
   idle(): Promise<void>;
   /** Stations seen on retained `status` topics. */
   stations(): { dev: string; site: string; state: string; busy: boolean }[];
+  /**
+   * Send `cmd/{name}` to a registered device and wait for its `cmd/{name}/res` reply (the operator's
+   * path to inject a fault, change the interval, reboot …). Throws NotFoundError for an unknown device,
+   * BadInputError for arguments the command schema refuses, and a TIMEOUT FleetError without a reply.
+   */
+  sendCommand(dev: string, name: string, args: Record<string, unknown>, timeoutMs?: number): Promise<CommandReply>;
 }
 
 interface Inspection {
@@ -298,8 +309,19 @@ export function createSqal(o: SqalOptions): SqalService {
       return onFridge(t, m as FridgeReading);
     }
     if (t.channel === "status" && t.kind === "sqal") return onStationStatus(t, m as Status);
-    if (t.channel === "cmd_res" && t.kind === "sqal" && t.cmd === "inspect") return onInspectReply(t, m as CommandReply);
+    if (t.channel === "cmd_res") {
+      const waiter = pendingCommands.get((m as CommandReply).id);
+      if (waiter && waiter.dev === t.dev) {
+        pendingCommands.delete((m as CommandReply).id);
+        waiter.resolve(m as CommandReply);
+        return;
+      }
+      if (t.kind === "sqal" && t.cmd === "inspect") return onInspectReply(t, m as CommandReply);
+    }
   }
+
+  /** Operator commands waiting for their reply, by command id. */
+  const pendingCommands = new Map<string, { dev: string; resolve: (r: CommandReply) => void }>();
 
   /** Effects of a newly stored grade: metrics, capability, the published result. */
   function graded(s: SqalSample, result: GradeResult) {
@@ -934,7 +956,7 @@ export function createSqal(o: SqalOptions): SqalService {
         filters.telemetry("gavage"),
         filters.telemetry("fridge"),
         filters.channel("status", "sqal"),
-        filters.commandReplies("sqal"),
+        filters.commandReplies(),
       ];
       await c.subscribeAsync(subs, { qos: 1 });
       // Retained station statuses arrive right after the SUBACK; give them a moment before resuming lots.
@@ -967,6 +989,33 @@ export function createSqal(o: SqalOptions): SqalService {
       lotsActive: lots.size,
       connected: client?.connected ?? false,
     }),
+    async sendCommand(dev, name, args, timeoutMs = 10_000) {
+      const schema = (CommandSchemas as Record<string, z.ZodType>)[name];
+      if (!schema)
+        throw new BadInputError(`unknown command ${JSON.stringify(name)}; one of ${Object.keys(CommandSchemas).join(", ")}`);
+      const found = await o.db.query<{ kind: DeviceKind; site: string }>("SELECT kind, site FROM devices WHERE id = $1", [dev]);
+      const addr = found.rows[0];
+      if (!addr) throw new NotFoundError(`device ${dev} is not registered`);
+      const id = `op-${randomUUID()}`;
+      const parsed = schema.safeParse({ ...args, id });
+      if (!parsed.success) throw new BadInputError(`cmd/${name}: ${formatIssues(parsed.error)}`);
+      if (!client?.connected) throw new FleetError("UNAVAILABLE", "sqal is not connected to the broker");
+      const reply = new Promise<CommandReply>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          pendingCommands.delete(id);
+          reject(new FleetError("TIMEOUT", `no reply to cmd/${name} from ${dev} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        pendingCommands.set(id, {
+          dev,
+          resolve: (r) => {
+            clearTimeout(timer);
+            resolve(r);
+          },
+        });
+      });
+      publish(commandTopic({ site: addr.site, kind: addr.kind, dev }, name), parsed.data);
+      return reply;
+    },
     async reinspect(code) {
       const result = await serial("reinspect", async () => {
         const lot = lots.get(code) ?? (await loadLot(code));
