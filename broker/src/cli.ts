@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { parseArgs } from "@esp-fleet/common/cli";
 import { configDocs } from "@esp-fleet/common/config";
 import { BrokerConfigSchema } from "./config.ts";
 import { main } from "./main.ts";
@@ -12,14 +13,8 @@ export async function run(argv: string[]): Promise<number> {
     .description(
       "The MQTT broker (Aedes): TCP, WebSocket and optional TLS listeners, per-device credentials, topic ACLs, health/metrics over HTTP.",
     )
-    .addHelpText("after", `\nConfigured by environment variables:\n${vars}\n`)
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    return code ?? 2;
-  }
+    .addHelpText("after", `\nConfigured by environment variables:\n${vars}\n`);
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   return main();
 }

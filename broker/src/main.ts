@@ -1,4 +1,5 @@
 import { buildHttpApp, createHttpContext } from "@esp-fleet/common/http";
+import { untilShutdownSignal } from "@esp-fleet/common/cli";
 import { createLogger } from "@esp-fleet/common/logger";
 import { ConfigError, FleetError, UnavailableError } from "@esp-fleet/common/errors";
 import { createBroker, type BrokerService } from "./broker.ts";
@@ -65,15 +66,7 @@ export async function main(): Promise<number> {
     throw e;
   }
   const { stop } = running;
-  await new Promise<void>((resolve) => {
-    const onSignal = () => {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      resolve();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-  });
+  await untilShutdownSignal();
   await stop();
   return 0;
 }

@@ -1,4 +1,5 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { parseArgs } from "@esp-fleet/common/cli";
 import { dirname, join } from "node:path";
 import { Command } from "commander";
 import mqtt, { type MqttClient } from "mqtt";
@@ -256,7 +257,8 @@ export async function run(argv: string[]): Promise<number> {
     )
     .option("--report <file>", "JSON report path", "reports/check.json")
     .option("--timeout <ms>", "per-step timeout", "15000");
-  program.parse(argv, { from: "user" });
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const o = program.opts<{
     http: string;
     sqalHttp?: string;

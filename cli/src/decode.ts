@@ -1,4 +1,5 @@
 import { createInterface } from "node:readline";
+import { parseArgs } from "@esp-fleet/common/cli";
 import { Command } from "commander";
 import { decodeCbor, decodeMessage, parseTopic, toJsonValue } from "@esp-fleet/schemas";
 
@@ -53,7 +54,8 @@ export async function run(argv: string[]): Promise<number> {
     .option("--strict", "exit 1 at the end if any line failed to decode", false)
     .addHelpText("after", "\nExample:\n  mosquitto_sub -h localhost -t '#' -v -F '%t %x' | npx esp-fleet decode\n");
 
-  program.parse(argv, { from: "user" });
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const opts = program.opts<{ pretty: boolean; strict: boolean }>();
   let failed = 0;
   const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });

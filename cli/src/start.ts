@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from "commander";
+import { parseArgs, untilShutdownSignal } from "@esp-fleet/common/cli";
 import { ConfigError, FleetError } from "@esp-fleet/common/errors";
 import { createLogger } from "@esp-fleet/common/logger";
 import { startAllInOne, DEFAULT_DEMO, type AllInOne, type DemoOptions } from "./all-in-one.ts";
@@ -66,7 +67,8 @@ export async function run(argv: string[]): Promise<number> {
       "after",
       "\nEnvironment: HTTP_PORT (3000), MQTT_PORT (1883), MQTT_WS_PORT (9001), MQTT_ANONYMOUS (read), DATA_DIR (./data),\nDATABASE_URL (unset = embedded PGlite), LOG_LEVEL (info). See the README's configuration table.",
     );
-  program.parse(argv, { from: "user" });
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const o = program.opts<{
     demo: boolean;
     sites: string;
@@ -126,15 +128,7 @@ export async function run(argv: string[]): Promise<number> {
   }, 30_000);
   progress.unref();
 
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: string) => {
-      logger.info({ signal }, "shutting down (Ctrl-C again to force)");
-      process.once("SIGINT", () => process.exit(130));
-      resolve();
-    };
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-  });
+  await untilShutdownSignal(logger);
   clearInterval(progress);
   await app.stop();
   const s = app.ingest.stats();

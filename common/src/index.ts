@@ -5,3 +5,4 @@ export * from "./clock.ts";
 export * from "./random.ts";
 export * from "./discovery.ts";
 export * from "./http.ts";
+export * from "./cli.ts";

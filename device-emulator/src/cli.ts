@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { parseArgs } from "@esp-fleet/common/cli";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { discoverMqttUrl } from "@esp-fleet/common/discovery";
 import { ConfigError, errorMessage } from "@esp-fleet/common/errors";
@@ -131,15 +132,9 @@ export async function run(argv: string[]): Promise<number> {
     )
     .option("--no-progress", "no live progress line on stderr")
     .option("--json", "print the final summary as JSON on stdout", false)
-    .addOption(new Option("--quiet").hideHelp())
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    return code === 0 ? 0 : 2;
-  }
+    .addOption(new Option("--quiet").hideHelp());
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const f = program.opts<Flags>();
   const log = createLogger("emulator", { level: cfg.LOG_LEVEL });
   if (f.serial) return runSerial(f, log);

@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { parseArgs } from "@esp-fleet/common/cli";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Command } from "commander";
@@ -60,14 +61,9 @@ export async function run(argv: string[]): Promise<number> {
     .option("--database-url <url>", "database for expect_rows (embedded: PGlite in a temp dir unless given)")
     .option("--port <path>", "real board's serial port for scenarios in mode port")
     .option("--baud <n>", "line rate for real ports", "921600")
-    .option("--junit <path>", "write JUnit XML here", "reports/bench-junit.xml")
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (e) {
-    return (e as { exitCode?: number }).exitCode ?? 2;
-  }
+    .option("--junit <path>", "write JUnit XML here", "reports/bench-junit.xml");
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const o = program.opts<{ url?: string; databaseUrl?: string; port?: string; baud: string; junit: string }>();
   const files = program.args;
   const log = createLogger("bench", { level: process.env.LOG_LEVEL ?? "warn" });

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { parseArgs, untilShutdownSignal } from "@esp-fleet/common/cli";
 import { loadConfig } from "@esp-fleet/common/config";
 import { discoverMqttUrl } from "@esp-fleet/common/discovery";
 import { buildHttpApp, createHttpContext } from "@esp-fleet/common/http";
@@ -16,15 +17,9 @@ export async function run(argv: string[]): Promise<number> {
     .option("--url <url>", "MQTT broker URL (env MQTT_URL, else discovery)")
     .option("--username <name>", "MQTT username (default: the device id from its hello)")
     .option("--password <secret>", "MQTT password (env BRIDGE_MQTT_PASSWORD)")
-    .option("--http-port <n>", "serve /health and /metrics on this port (env BRIDGE_HTTP_PORT; 0 = off)")
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    return code ?? 2;
-  }
+    .option("--http-port <n>", "serve /health and /metrics on this port (env BRIDGE_HTTP_PORT; 0 = off)");
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const o = program.opts<{
     port?: string;
     baud?: string;
@@ -60,10 +55,7 @@ export async function run(argv: string[]): Promise<number> {
   if (app) await app.listen({ port: cfg.BRIDGE_HTTP_PORT, host: "0.0.0.0" });
   await bridge.start();
   log.info({ port: cfg.SERIAL_PORT, baud: cfg.SERIAL_BAUD, mqttUrl }, "bridge running");
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  await untilShutdownSignal(log);
   await bridge.stop();
   await app?.close();
   process.stdout.write(`${JSON.stringify({ summary: bridge.counters, link: bridge.linkCounters })}\n`);

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { parseArgs, untilShutdownSignal } from "@esp-fleet/common/cli";
 import swagger from "@fastify/swagger";
 import { buildHttpApp, createHttpContext } from "@esp-fleet/common/http";
 import { createLogger } from "@esp-fleet/common/logger";
@@ -13,20 +14,13 @@ import { createIngest } from "./service.ts";
 
 /** `esp-fleet ingest`: MQTT → PostgreSQL/PGlite with dead letters, plus its HTTP API on HTTP_PORT (8082). */
 export async function run(argv: string[]): Promise<number> {
-  const program = new Command("esp-fleet ingest")
-    .description(
-      "Subscribe to device telemetry/status/meta/event (persistent session, QoS 1), store every message exactly once " +
-        "(or as a dead letter), serve /health, /health/ready, /metrics, /api/v1/devices…, /api/v1/dead-letters, /openapi.json.\n" +
-        "Configured by environment: MQTT_URL, DATABASE_URL, DATA_DIR, HTTP_PORT, INGEST_* (see docs/ingest.md).",
-    )
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    return code ?? 2;
-  }
+  const program = new Command("esp-fleet ingest").description(
+    "Subscribe to device telemetry/status/meta/event (persistent session, QoS 1), store every message exactly once " +
+      "(or as a dead letter), serve /health, /health/ready, /metrics, /api/v1/devices…, /api/v1/dead-letters, /openapi.json.\n" +
+      "Configured by environment: MQTT_URL, DATABASE_URL, DATA_DIR, HTTP_PORT, INGEST_* (see docs/ingest.md).",
+  );
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
 
   let config;
   try {
@@ -66,14 +60,7 @@ export async function run(argv: string[]): Promise<number> {
     await app.listen({ port: config.HTTP_PORT, host: "0.0.0.0" });
     logger.info({ port: config.HTTP_PORT }, "ingest HTTP API listening");
 
-    await new Promise<void>((resolve) => {
-      const onSignal = (signal: string) => {
-        logger.info({ signal }, "stopping");
-        resolve();
-      };
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-    });
+    await untilShutdownSignal(logger);
     await app.close();
     await ingest.stop();
     await db.close();

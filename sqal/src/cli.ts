@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from "commander";
+import { untilShutdownSignal } from "@esp-fleet/common/cli";
 import swagger from "@fastify/swagger";
 import { buildHttpApp, createHttpContext } from "@esp-fleet/common/http";
 import { createLogger } from "@esp-fleet/common/logger";
@@ -122,14 +123,7 @@ async function serve(): Promise<number> {
     await sqal.start();
     await app.listen({ port: config.HTTP_PORT, host: "0.0.0.0" });
     logger.info({ port: config.HTTP_PORT }, "sqal HTTP API listening");
-    await new Promise<void>((resolve) => {
-      const onSignal = (signal: string) => {
-        logger.info({ signal }, "stopping");
-        resolve();
-      };
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-    });
+    await untilShutdownSignal(logger);
     await app.close();
     await simulations.stopAll();
     await sqal.stop();
