@@ -52,7 +52,22 @@ function head(major: number, n: number): void {
 }
 
 function text(s: string): void {
-  let ascii = s.length < 0x10000;
+  const n = s.length;
+  if (n < 24) {
+    // Short strings (ids, keys, enum values): header and ASCII bytes in one JS loop, no native call.
+    ensure(n + 1);
+    const start = pos;
+    buf[pos++] = 0x60 | n;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      buf[pos++] = c;
+    }
+    if (i === n) return;
+    pos = start; // not ASCII: the general path below
+  }
+  let ascii = n < 0x10000;
   for (let i = 0; ascii && i < s.length; i++) if (s.charCodeAt(i) >= 0x80) ascii = false;
   if (ascii) {
     head(0x60, s.length);
@@ -77,9 +92,10 @@ function key(k: string): void {
     pos = save;
     if (keyCache.size < 10_000) keyCache.set(k, h);
   }
-  ensure(h.length);
-  h.copy(buf, pos);
-  pos += h.length;
+  const n = h.length;
+  ensure(n);
+  for (let i = 0; i < n; i++) buf[pos + i] = h[i] as number;
+  pos += n;
 }
 
 function number(x: number): void {
