@@ -7,6 +7,10 @@ import type { Clock, Timer } from "@esp-fleet/common/clock";
  *
  * Entries due at the same time fire in scheduling order. A batch stops after `budgetMs` of wall time and
  * yields to the event loop (re-arming at 0 ms), so 10,000 devices never hold the loop for long.
+ *
+ * With `quantum` > 0 (clock ms) the clock timer is only ever armed on multiples of `quantum`: entries
+ * fire up to one quantum late, in the same order, in batches — 10,000 devices on a 1 s period cost 100
+ * timer wake-ups per second with a 10 ms quantum instead of ~1,000 with each device's own instant.
  */
 export interface TimerTarget {
   /** `at` is the scheduled (nominal) time on the scheduler's clock. Must not throw; errors are counted. */
@@ -28,15 +32,22 @@ export class Scheduler {
   #armed: Timer | undefined;
   #armedAt = Infinity;
   #budgetMs: number;
+  #quantum: number;
   #stopped = false;
   #fire = (): void => this.#run();
   /** Exceptions thrown by targets (each is a bug; the scheduler keeps going). */
   errors = 0;
   lastError: unknown;
 
-  constructor(clock: Clock, opts: { budgetMs?: number } = {}) {
+  constructor(clock: Clock, opts: { budgetMs?: number; quantum?: number } = {}) {
     this.clock = clock;
     this.#budgetMs = opts.budgetMs ?? 8;
+    this.#quantum = opts.quantum ?? 0;
+  }
+
+  #align(at: number): number {
+    const q = this.#quantum;
+    return q > 0 ? Math.ceil(at / q) * q : at;
   }
 
   get size(): number {
@@ -47,7 +58,10 @@ export class Scheduler {
   schedule(target: TimerTarget, slot: number, at: number): ScheduledEntry {
     const entry: ScheduledEntry = { at, seq: this.#seq++, target, slot, cancelled: false };
     this.#push(entry);
-    if (!this.#stopped && at < this.#armedAt) this.#arm(at);
+    if (!this.#stopped && at < this.#armedAt) {
+      const aligned = this.#align(at);
+      if (aligned < this.#armedAt) this.#arm(aligned);
+    }
     return entry;
   }
 
@@ -96,7 +110,7 @@ export class Scheduler {
       }
     }
     const next = heap[0];
-    if (next && next.at < this.#armedAt) this.#arm(next.at);
+    if (next && next.at < this.#armedAt) this.#arm(this.#align(next.at));
   }
 
   #less(a: ScheduledEntry, b: ScheduledEntry): boolean {

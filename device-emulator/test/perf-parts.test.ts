@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createRng } from "@esp-fleet/common/random";
+import { ManualClock } from "@esp-fleet/common/clock";
 import { SeededRng } from "../src/rng.ts";
+import { Scheduler } from "../src/scheduler.ts";
 import { sharedKeepaliveTimer } from "../src/transports/keepalive-timer.ts";
 
 describe("SeededRng (class form of createRng)", () => {
@@ -37,5 +39,29 @@ describe("shared keep-alive timer", () => {
     sharedKeepaliveTimer.clear(a);
     expect(fired).toBeGreaterThanOrEqual(1);
     expect(cleared).toBe(0);
+  });
+});
+
+describe("scheduler quantum", () => {
+  it("fires entries on the quantum grid, late by less than one quantum, in (time, scheduling) order", () => {
+    const clock = new ManualClock(1000);
+    const sched = new Scheduler(clock, { quantum: 10 });
+    const fired: [number, number, number][] = [];
+    const target = { onTimer: (slot: number, at: number) => fired.push([slot, at, clock.now()]) };
+    sched.schedule(target, 1, 1007);
+    sched.schedule(target, 2, 1003);
+    sched.schedule(target, 3, 1003);
+    sched.schedule(target, 4, 1012);
+    clock.advance(9);
+    expect(fired).toEqual([]);
+    clock.advance(1);
+    expect(fired).toEqual([
+      [2, 1003, 1010],
+      [3, 1003, 1010],
+      [1, 1007, 1010],
+    ]);
+    clock.advance(10);
+    expect(fired.at(-1)).toEqual([4, 1012, 1020]);
+    sched.stop();
   });
 });
