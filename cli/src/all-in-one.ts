@@ -121,11 +121,16 @@ export async function startAllInOne(opts: { config: StartConfig; demo: DemoOptio
   const { config, logger } = opts;
   const dataDir = config.DATA_DIR;
   await mkdir(dataDir, { recursive: true });
-  // Shutdown steps, run in reverse order of start-up; each is bounded so a stuck one cannot hang Ctrl-C.
-  const stack: { name: string; close: () => Promise<unknown> }[] = [];
-  const onStop = (name: string, close: () => Promise<unknown>) => stack.push({ name, close });
+  // Shutdown steps in an explicit order: first what takes work in (HTTP, sqal — so a lot under
+  // inspection is resumed on the next start rather than failed because its station went away), then the
+  // devices (they publish `offline`), then ingest (flushes what it holds), the broker, the database.
+  // Each step is bounded so a stuck one cannot hang Ctrl-C.
+  const ORDER = ["http", "sqal", "demo fleet", "simulations", "ingest", "broker", "database"] as const;
+  const stack: { name: (typeof ORDER)[number]; close: () => Promise<unknown> }[] = [];
+  const onStop = (name: (typeof ORDER)[number], close: () => Promise<unknown>) => stack.push({ name, close });
   const unwind = async () => {
-    for (const { name, close } of stack.reverse()) {
+    stack.sort((a, b) => ORDER.indexOf(a.name) - ORDER.indexOf(b.name));
+    for (const { name, close } of stack) {
       let timer: NodeJS.Timeout | undefined;
       try {
         const outcome = await Promise.race([
