@@ -161,7 +161,11 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
   const clock = opts.clock ?? (accel === 1 ? systemClock : acceleratedClock(accel));
   const tickMs = opts.tickMs ?? (opts.clock ? 0 : 10);
   if (!(tickMs >= 0 && tickMs <= 1000)) throw new ConfigError(`tickMs must be within 0 … 1000, got ${tickMs}`);
-  const scheduler = new Scheduler(clock, { quantum: tickMs * accel });
+  const scheduler = new Scheduler(clock, {
+    quantum: tickMs * accel,
+    // A batch over budget continues after the I/O poll (a 0 ms timer could run again in the same timers phase).
+    yieldFn: opts.clock ? undefined : (fn) => void setImmediate(fn),
+  });
   let factory = opts.transport;
   if (!factory) {
     if (!opts.url) throw new ConfigError("a broker url is required (or a transport factory)");

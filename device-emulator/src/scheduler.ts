@@ -33,15 +33,18 @@ export class Scheduler {
   #armedAt = Infinity;
   #budgetMs: number;
   #quantum: number;
+  /** How a batch over budget continues: e.g. `setImmediate` (after the I/O poll); default a 0 ms clock timer. */
+  #yieldFn: ((fn: () => void) => void) | undefined;
   #stopped = false;
   #fire = (): void => this.#run();
   /** Exceptions thrown by targets (each is a bug; the scheduler keeps going). */
   errors = 0;
   lastError: unknown;
 
-  constructor(clock: Clock, opts: { budgetMs?: number; quantum?: number } = {}) {
+  constructor(clock: Clock, opts: { budgetMs?: number; quantum?: number; yieldFn?: (fn: () => void) => void } = {}) {
     this.clock = clock;
     this.#budgetMs = opts.budgetMs ?? 8;
+    this.#yieldFn = opts.yieldFn;
     this.#quantum = opts.quantum ?? 0;
   }
 
@@ -103,9 +106,15 @@ export class Scheduler {
         this.lastError = e;
       }
       if (this.#stopped) return;
-      if ((++n & 63) === 0 && performance.now() - started > this.#budgetMs) {
+      if ((++n & 15) === 0 && performance.now() - started > this.#budgetMs) {
         // Yield to I/O; continue with what is due right away.
-        this.#arm(this.clock.now());
+        if (this.#yieldFn) {
+          // (a target may have armed a clock timer during this batch)
+          (this.#armed as Timer | undefined)?.cancel();
+          this.#armed = undefined;
+          this.#armedAt = -Infinity; // nothing re-arms until the continuation runs
+          this.#yieldFn(this.#fire);
+        } else this.#arm(this.clock.now());
         return;
       }
     }
