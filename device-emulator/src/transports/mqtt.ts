@@ -16,6 +16,12 @@ import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
  * instance per client. The emulator has its own logging; MQTT.js's is off. */
 const noLog = (): void => undefined;
 
+function ownCopy(bytes: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafeSlow(bytes.byteLength);
+  b.set(bytes);
+  return b;
+}
+
 export interface MqttTransportOptions {
   url: string;
   /** MQTT username/password for a device; default: username = device id, no password. */
@@ -71,7 +77,9 @@ export class MqttTransport implements DeviceTransport {
   connect(opts: ConnectOptions): void {
     const will = {
       topic: this.#topics[opts.will.channel],
-      payload: Buffer.from(opts.will.payload.buffer, opts.will.payload.byteOffset, opts.will.payload.byteLength),
+      // An exact-size copy with its own memory: a view would pin the whole 8 KB Buffer pool slab the
+      // encoder's output came from for as long as the session lives (one will per device).
+      payload: ownCopy(opts.will.payload),
       qos: opts.will.qos,
       retain: opts.will.retain,
     };
