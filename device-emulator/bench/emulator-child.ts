@@ -131,8 +131,19 @@ for (;;) {
     process.exit(1);
   }
 }
-// Let the connection storm settle before measuring.
+// Let the connection storm settle before measuring: at least 3 s, then until the readings of two
+// consecutive seconds are within ±3 % of the nominal pace (devices that connected late flush their FIFO,
+// and the scheduler works off readings that fell due during the storm), at most 30 s more. The window
+// measures the steady state.
 await new Promise((r) => setTimeout(r, 3000));
+const nominalPerS = (o.devices * 1000) / o.intervalMs;
+for (let i = 0, ok = 0, prev = fleet.stats().readings; i < 30 && ok < 2; i++) {
+  await new Promise((r) => setTimeout(r, 1000));
+  const now = fleet.stats().readings;
+  emit("SETTLE", { readingsPerS: now - prev });
+  ok = Math.abs(now - prev - nominalPerS) <= nominalPerS * 0.03 ? ok + 1 : 0;
+  prev = now;
+}
 const startStats = fleet.stats();
 const cpu0 = process.cpuUsage();
 const w0 = performance.now();
@@ -156,6 +167,9 @@ emit("WINDOW_END", {
   rssMax,
   rssBefore,
   heapUsed: mem.heapUsed,
+  heapTotal: mem.heapTotal,
+  external: mem.external,
+  arrayBuffers: mem.arrayBuffers,
   eldP99Ms: eld.percentile(99) / 1e6,
   eldMaxMs: eld.max / 1e6,
   sent: endStats.sent - startStats.sent,

@@ -4,7 +4,9 @@
  * Three processes, measured separately: the broker (Mosquitto, or a plain Aedes child with
  * `--broker aedes`), the emulator (`emulator-child.ts`: N devices, one MQTT.js session each, nothing
  * else) and this orchestrator (a QoS 1 subscriber on every telemetry topic that counts what arrives).
- * After all devices are online and 3 s of settling, a window of `--duration` seconds is measured:
+ * After all devices are online and the fleet has settled (≥ 3 s, then until the readings of the last
+ * second are back at the nominal pace — the backlog of the connection storm is worked off — at most
+ * 30 s more), a window of `--duration` seconds is measured:
  * emulator CPU % (of one core), RSS per device, p99 event-loop lag, messages/s; the broker's CPU and RSS
  * from /proc. Then the fleet stops cleanly and loss = readings produced − readings received.
  *
@@ -132,6 +134,7 @@ let failed: string | undefined;
 await new Promise<void>((resolve) => {
   lines(child, (tag, d) => {
     if (tag === "PROGRESS") process.stderr.write(`  ramp ${Math.round(Number(d.t) / 1000)} s: online ${d.online}/${devices}\n`);
+    else if (tag === "SETTLE") process.stderr.write(`  settling: ${d.readingsPerS} readings/s\n`);
     else if (tag === "WINDOW_START") {
       windowStart = { recv: received, broker: procStats(broker.pid), at: performance.now() };
       process.stderr.write(`  all online after ${Math.round(Number(d.rampMs) / 1000)} s; measuring ${durationS} s …\n`);
@@ -190,6 +193,9 @@ const result = {
   emulator_rss_mb: Math.round(Number(w.rss) / 1048576),
   rss_kb_per_device: Math.round((Number(w.rss) / 1024 / devices) * 10) / 10,
   rss_kb_per_device_incremental: Math.round(((Number(w.rss) - Number(w.rssBefore)) / 1024 / devices) * 10) / 10,
+  heap_used_mb: Math.round(Number(w.heapUsed) / 1048576),
+  heap_total_mb: Math.round(Number(w.heapTotal) / 1048576),
+  array_buffers_mb: Math.round(Number(w.arrayBuffers) / 1048576),
   eld_p99_ms: Math.round(Number(w.eldP99Ms) * 10) / 10,
   eld_max_ms: Math.round(Number(w.eldMaxMs) * 10) / 10,
   reconnects_in_window: Number(w.reconnects),
