@@ -243,7 +243,10 @@ export const SQAL_PROFILE: SqalProfile = {
     atime: 35,
     astep: 999,
     aging: 0.3,
-    oxidationBlue: 1.2,
+    // How much oxidation lifts the blue channels. 0.5 makes each quality tier grade as itself under the
+    // domain's spectral bands (premium → A+, good → A, acceptable → B, low → C, defective → REJECT;
+    // `npx tsx sqal/scripts/tier-grades.ts`); 1.2 pushed every `low` sample out of band to REJECT.
+    oxidationBlue: 0.5,
     fat: 0.4,
     nirAging: 0.4,
     tempCoeff: 0.001,

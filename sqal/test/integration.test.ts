@@ -3,7 +3,7 @@ import { acceleratedClock } from "@esp-fleet/common/clock";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { startTestBroker, waitFor, type TestBroker } from "@esp-fleet/common/testing";
 import { QUALITY_TIERS, type Grade } from "@esp-fleet/schemas";
-import { SQAL_PROFILE, startFleet, type DeviceSpec, type Fleet } from "@esp-fleet/device-emulator";
+import { startFleet, type DeviceSpec, type Fleet } from "@esp-fleet/device-emulator";
 import type { Db } from "@esp-fleet/db";
 import { startSqal, tempDb } from "./helpers.ts";
 
@@ -17,11 +17,6 @@ import { startSqal, tempDb } from "./helpers.ts";
 const N = 5;
 const LOTS = 6;
 const SIM_PER_WALL = 6 * 86_400; // one simulated day ≈ 170 ms of wall time: a 12-day lot in 2 s
-
-// The emulator's AS7341 model (SQAL_PROFILE.spectral.oxidationBlue = 1.2) pushes every `low`-tier
-// sample out of four acceptable ratio bands at once (REJECT every time, see docs/sqal.md); the
-// tier-mix check runs with 0.5, which keeps the ordering of the tiers and their spectra in band.
-const sqalProfile = { ...SQAL_PROFILE, spectral: { ...SQAL_PROFILE.spectral, oxidationBlue: 0.5 } };
 
 const specs: DeviceSpec[] = [
   { dev: "GAVAGE_LL_01", kind: "gavage", site: "LL", ordinal: 1, siteCount: 2 },
@@ -72,7 +67,6 @@ describe("emulated fleet → broker → sqal → database → API", () => {
         intervalMs: 30, // SQAL routine samples every 43 simulated minutes
         faultProb: 0,
         logger: silentLogger(),
-        profiles: { sqal: sqalProfile },
         firmware: { i2cErrorProb: 0 },
       });
       const decided = await waitFor(
