@@ -12,6 +12,7 @@ import { FileCredentialStore, type CredentialStore } from "./credentials.ts";
 import { DbCredentialStore } from "./credential-db-store.ts";
 import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
 import { installEmitterTrampoline, type EmitterLike } from "./overload.ts";
+import { installJsonMirror } from "./json-mirror.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
 
@@ -110,6 +111,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     },
   });
   installEmitterTrampoline((aedes as unknown as { mq: EmitterLike }).mq, { onDefer: () => metrics.emitterDeferred.inc() });
+  if (config.MQTT_JSON_MIRROR) installJsonMirror(aedes, (ok) => metrics.jsonMirrored.inc({ decoded: ok ? "yes" : "no" }));
 
   // Refused publishes were acknowledged (auth.ts); here they stop before routing.
   const publish = aedes.publish.bind(aedes) as (packet: unknown, client: unknown, done?: (err?: Error) => void) => void;

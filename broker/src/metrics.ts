@@ -94,6 +94,12 @@ export function createBrokerMetrics(registry: Registry) {
       help: "times the routing emitter broke a synchronous chain (overload guard)",
       registers,
     }),
+    jsonMirrored: new Counter({
+      name: "broker_json_mirrored_total",
+      help: "messages republished as JSON under json/… (MQTT_JSON_MIRROR), by whether they decoded",
+      labelNames: ["decoded"] as const,
+      registers,
+    }),
   };
 }
 

@@ -162,6 +162,7 @@ export async function startAllInOne(opts: { config: StartConfig; demo: DemoOptio
       MQTT_PORT: String(config.MQTT_PORT),
       MQTT_WS_PORT: String(config.MQTT_WS_PORT),
       MQTT_ANONYMOUS: config.MQTT_ANONYMOUS,
+      MQTT_JSON_MIRROR: process.env.MQTT_JSON_MIRROR ?? "on",
       DATA_DIR: dataDir,
       DATABASE_URL: undefined,
       LOG_LEVEL: config.LOG_LEVEL,

@@ -28,6 +28,14 @@ export function decodeLine(line: string): DecodedLine | undefined {
   if (!HEX_RE.test(hex)) return { topic, error: "payload is not an even-length hex string (use -F '%t %x')" };
   const bytes = Buffer.from(hex, "hex");
   const parsed = parseTopic(topic);
+  if (parsed.ok && parsed.value.type === "json") {
+    // The broker's JSON mirror (MQTT_JSON_MIRROR): already JSON text.
+    try {
+      return { topic, parts: parsed.value, schema: "json-mirror", payload: JSON.parse(bytes.toString("utf8")) as unknown };
+    } catch {
+      return { topic, parts: parsed.value, error: "json: the JSON mirror's payload is not JSON" };
+    }
+  }
   const result = decodeMessage(topic, bytes);
   if (result.ok) {
     return { topic, parts: result.value.topic, schema: result.value.schema, payload: toJsonValue(result.value.message) };

@@ -28,6 +28,14 @@ describe("esp-fleet decode", () => {
     expect(out?.error).toMatch(/^topic:/);
   });
 
+  it("passes the broker's JSON mirror through as JSON", () => {
+    const hex = Buffer.from(JSON.stringify({ v: 1, state: "online" })).toString("hex");
+    expect(decodeLine(`json/LL/fridge/F1/status ${hex}`)).toMatchObject({
+      schema: "json-mirror",
+      payload: { v: 1, state: "online" },
+    });
+  });
+
   it("runs as a process: every line is printed, bad ones with an error naming the problem, and it keeps going", () => {
     const good = vectors.find((v) => v.name === "fridge reading")!;
     const badField = vectors.find((v) => v.name === "bad: tof.dist has 63 values")!;
