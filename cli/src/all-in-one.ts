@@ -168,6 +168,7 @@ export async function startAllInOne(opts: { config: StartConfig; demo: DemoOptio
       LOG_LEVEL: config.LOG_LEVEL,
     });
     const broker = await createBroker(brokerConfig, { logger, http: ctx });
+    onStop("broker", () => broker.stop()); // also when start() fails: Aedes holds timers from creation
     const secretsPath = join(dataDir, "secrets.json");
     const secrets = await readSecrets(secretsPath);
     const ingestPassword = await ensureAccount(broker.credentials, secrets, "svc-ingest", "service", ["ingest"]);
@@ -200,7 +201,6 @@ export async function startAllInOne(opts: { config: StartConfig; demo: DemoOptio
         (e as { port?: number }).port ?? config.MQTT_PORT,
       );
     }
-    onStop("broker", () => broker.stop());
     const mqttUrl = `mqtt://127.0.0.1:${ports.mqtt}`;
 
     const ingest = createIngest({

@@ -127,6 +127,23 @@ describe("esp-fleet start (all-in-one) and esp-fleet check", () => {
     expect(failed).toContain("http: readiness (/health/ready: database, broker)");
   });
 
+  it("refuses a port already in use with a one-line error naming the variable", async () => {
+    const { createServer } = await import("node:net");
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "0.0.0.0", resolve));
+    const port = (blocker.address() as { port: number }).port;
+    const dir = mkdtempSync(join(tmpdir(), "esp-fleet-aio-port-"));
+    try {
+      const cfg = loadStartConfig({ HTTP_PORT: "0", MQTT_PORT: String(port), MQTT_WS_PORT: "0", DATA_DIR: dir });
+      await expect(startAllInOne({ config: cfg, demo: false, logger: silentLogger() })).rejects.toThrow(
+        new RegExp(`MQTT_PORT=${port}: .*address already in use`),
+      );
+    } finally {
+      blocker.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it("keeps its data across a restart", { timeout: 120_000 }, async () => {
     await app!.stop();
     app = await startAllInOne({ config, demo: false, logger: silentLogger() });
