@@ -1,22 +1,9 @@
 import type { Rng } from "@esp-fleet/common/random";
-import { FAULT_IDS, type FaultId } from "@esp-fleet/schemas";
+import { FAULT_IDS, type Envelope, type FaultId, type FridgeReading } from "@esp-fleet/schemas";
 import type { FridgeField, FridgeProfile } from "../profiles.ts";
 
-/** The physical part of a fridge reading (no envelope). */
-export interface FridgeValues {
-  t: number;
-  t_evap: number;
-  p_lo: number;
-  p_hi: number;
-  i_comp: number;
-  v_sup: number;
-  vib: number;
-  rh: number;
-  flow: number;
-  door: boolean;
-  comp: boolean;
-  defrost: boolean;
-}
+/** The physical part of a fridge reading (no envelope, no ground truth), every field present. */
+export type FridgeValues = Required<Omit<FridgeReading, keyof Envelope | "sim">>;
 
 export type FaultTransition =
   { type: "onset"; fault: FaultId; readings: number; injected: boolean } | { type: "cleared"; fault: FaultId };

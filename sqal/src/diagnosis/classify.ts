@@ -1,22 +1,12 @@
-import type { FaultId } from "@esp-fleet/schemas";
+import type { Envelope, FaultId, FridgeReading } from "@esp-fleet/schemas";
 import { DIAGNOSIS_PROFILE, FRIDGE_FIELDS, type DiagnosisProfile, type FridgeField } from "./profile.ts";
 
 /** The physical part of a fridge reading the diagnosis looks at (a `FridgeReading` fits). */
-export interface FridgeObservation {
-  t: number;
-  p_lo: number;
-  p_hi: number;
-  i_comp: number;
-  v_sup: number;
-  vib: number;
-  rh: number;
-  flow: number;
-  door: boolean;
-  comp: boolean;
-  defrost: boolean;
+/** What the classifier looks at: a fridge reading's physical fields, plus per-fridge context. */
+export type FridgeObservation = Omit<FridgeReading, keyof Envelope | "sim" | "t_evap"> & {
   /** the cabinet is still being pulled down after a defrost (tracked per fridge by the diagnoser) */
   recovering?: boolean;
-}
+};
 
 export type DiagnosisLabel = FaultId | "normal";
 
