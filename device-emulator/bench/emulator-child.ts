@@ -9,8 +9,7 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import mqtt, { type MqttClient } from "mqtt";
-import { deviceTopic, type DeviceKind } from "@esp-fleet/schemas";
-import { encodeFast } from "../src/cbor-fast.ts";
+import { deviceTopic, encodeCbor, type DeviceKind } from "@esp-fleet/schemas";
 import { startFleet, fleetSpecs, type FleetStats } from "../src/fleet.ts";
 
 interface ChildOptions {
@@ -34,7 +33,7 @@ interface Runner {
  * fridge-sized CBOR payload once per interval from one shared 10 ms tick. */
 function startBare(): Runner {
   const specs = fleetSpecs(o.devices, o.kinds, ["LL", "LS", "MT"]);
-  const payload = encodeFast({
+  const payload = encodeCbor({
     v: 1,
     dev: "FRIDGE_LL_01",
     boot: 1,

@@ -2,6 +2,7 @@ import { hashString, type Rng } from "@esp-fleet/common/random";
 import {
   CommandSchemas,
   decodeCbor,
+  encodeCbor,
   formatIssues,
   SCHEMA_VERSION,
   type Command,
@@ -10,7 +11,6 @@ import {
   type FaultId,
   type InspectionProfile,
 } from "@esp-fleet/schemas";
-import { encodeFast as encodeCbor } from "./cbor-fast.ts";
 import { SeededRng } from "./rng.ts";
 import { FridgeModel, type FridgeValues } from "./models/fridge.ts";
 import { FeedingLot, lotCode, lotNumber, momentOf, nextFeedingAt } from "./models/feeding.ts";

@@ -11,6 +11,7 @@ import {
   type CommandName,
 } from "./messages.ts";
 import { parseTopic, type ParsedTopic } from "./topics.ts";
+import { encodeFast } from "./cbor-writer.ts";
 
 /**
  * The CBOR codec (DESIGN §3). Standard RFC 8949 only: no records, no bundled strings, no
@@ -37,8 +38,22 @@ const decoder = new Decoder({
   int64AsNumber: true,
 } as ConstructorParameters<typeof Decoder>[0]);
 
-/** Encode a message as standard CBOR. Undefined fields are omitted. */
-export function encodeCbor(value: unknown): Uint8Array {
+/**
+ * Encode a message as standard CBOR. Undefined fields are omitted. The allocation-light writer in
+ * cbor-writer.ts handles every value a message holds; anything else (a Date, a Map, a bigint) goes
+ * through cbor-x with the same rules.
+ */
+export function encodeCbor(value: unknown): Buffer {
+  try {
+    return encodeFast(value);
+  } catch (e) {
+    if (e instanceof TypeError) return encodeCborReference(value);
+    throw e;
+  }
+}
+
+/** The cbor-x encoding with the codec's rules: the reference the fast writer is tested against. */
+export function encodeCborReference(value: unknown): Buffer {
   return encoder.encode(prepare(value));
 }
 

@@ -33,6 +33,17 @@ export function toWireJsonSchema(name: string, schema: z.ZodType): Record<string
     unrepresentable: "any",
     override: (ctx) => {
       const s = ctx.jsonSchema as Record<string, unknown>;
+      // Typed-array fields (messages.ts) carry their shape in metadata: render them as integer arrays.
+      const typed = s.typedArray as { items: number; length: number } | undefined;
+      if (typed) {
+        delete s.typedArray;
+        Object.assign(s, {
+          type: "array",
+          items: { type: "integer", minimum: 0, maximum: typed.items },
+          minItems: typed.length,
+          maxItems: typed.length,
+        });
+      }
       // z.instanceof(Uint8Array|Uint16Array) renders as {}: drop it from the union, keep the array form.
       if (Array.isArray(s.anyOf)) {
         const rest = (s.anyOf as Record<string, unknown>[]).filter((x) => Object.keys(x).length > 0);

@@ -14,34 +14,39 @@ const uint = z.number().int().nonnegative();
 const u16 = z.number().int().min(0).max(65535);
 const u8 = z.number().int().min(0).max(255);
 
-function typedArrayMeta(name: "uint8" | "uint16", length: number) {
-  return { description: `${length} × ${name} (RFC 8746 tag ${name === "uint8" ? 64 : 69}, or a plain array)` };
-}
-
-function lengthIssue(ctx: z.RefinementCtx, name: string, length: number, got: number) {
-  ctx.addIssue({ code: "custom", message: `expected ${length} ${name} values, got ${got}` });
-  return z.NEVER;
-}
-
-/** `length` × uint16: a Uint16Array (RFC 8746 tag 69) or a plain array of integers (normalised). */
-function uint16Array(length: number) {
+/**
+ * `length` × uint8/uint16: a typed array (RFC 8746 tag 64/69; a byte string for uint8) or a plain array of
+ * integers in range (normalised to the typed array). Checked by one predicate rather than a zod union:
+ * this sits on the hot path of every SQAL sample, and the union was a third of its validation time.
+ */
+function typedArray<T extends Uint8Array | Uint16Array>(
+  name: "uint8" | "uint16",
+  Ctor: { new (a: ArrayLike<number>): T; from(a: ArrayLike<number>): T },
+  max: number,
+  length: number,
+) {
+  const isInt = (x: unknown) => typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= max;
   return z
-    .union([z.instanceof(Uint16Array), z.array(u16)])
-    .transform((v, ctx) =>
-      v.length !== length ? lengthIssue(ctx, "uint16", length, v.length) : v instanceof Uint16Array ? v : Uint16Array.from(v),
+    .custom<T | number[]>(
+      (v) => (v instanceof Ctor ? v.length === length : Array.isArray(v) && v.length === length && v.every(isInt)),
+      {
+        error: (iss) => {
+          const v = iss.input as { length?: unknown } | null;
+          const got = v !== null && typeof v === "object" && typeof v.length === "number" ? v.length : undefined;
+          return got !== undefined && got !== length
+            ? `expected ${length} ${name} values, got ${got}`
+            : `expected ${length} ${name} values (a typed array, or integers 0-${max})`;
+        },
+      },
     )
-    .meta(typedArrayMeta("uint16", length));
+    .transform((v) => (v instanceof Ctor ? v : Ctor.from(v)))
+    .meta({
+      description: `${length} × ${name} (RFC 8746 tag ${name === "uint8" ? 64 : 69}, or a plain array)`,
+      typedArray: { items: max, length },
+    });
 }
-
-/** `length` × uint8: a Uint8Array (RFC 8746 tag 64, or a byte string) or a plain array of integers. */
-function uint8Array(length: number) {
-  return z
-    .union([z.instanceof(Uint8Array), z.array(u8)])
-    .transform((v, ctx) =>
-      v.length !== length ? lengthIssue(ctx, "uint8", length, v.length) : v instanceof Uint8Array ? v : Uint8Array.from(v),
-    )
-    .meta(typedArrayMeta("uint8", length));
-}
+const uint16Array = (length: number) => typedArray("uint16", Uint16Array, 65535, length);
+const uint8Array = (length: number) => typedArray("uint8", Uint8Array, 255, length);
 
 export const EnvelopeSchema = z.object({
   v: z.literal(SCHEMA_VERSION).describe("payload schema version"),

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { encodeCbor } from "@esp-fleet/schemas";
-import { encodeFast } from "../src/cbor-fast.ts";
+import { encodeCbor, encodeCborReference } from "../src/codec.ts";
+import { encodeFast } from "../src/cbor-writer.ts";
 
 const leaf = fc.oneof(
   fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
@@ -15,19 +15,20 @@ const leaf = fc.oneof(
   fc.constant(null),
   fc.constant(undefined),
   fc.uint8Array({ maxLength: 70 }),
+  fc.uint8Array({ maxLength: 70 }).map((a) => Buffer.from(a)),
   fc.array(fc.integer({ min: 0, max: 65535 }), { maxLength: 70 }).map((a) => new Uint16Array(a)),
 );
-// `__proto__` as an own key: encodeCbor's copy step turns it into a prototype (drops it); devices never send it.
+// `__proto__` as an own key: the reference path's copy step turns it into a prototype (drops it); never sent.
 const key = fc.string({ maxLength: 10 }).filter((k) => k !== "__proto__");
 const value = fc.letrec((tie) => ({
   v: fc.oneof({ depthSize: "small" }, leaf, fc.array(tie("v"), { maxLength: 5 }), fc.dictionary(key, tie("v"), { maxKeys: 30 })),
 })).v;
 
 describe("encodeFast", () => {
-  it("produces exactly the bytes of encodeCbor", () => {
+  it("produces exactly the bytes of the cbor-x reference encoding", () => {
     fc.assert(
       fc.property(fc.dictionary(key, value, { maxKeys: 25 }), (obj) => {
-        expect(Buffer.from(encodeFast(obj)).toString("hex")).toBe(Buffer.from(encodeCbor(obj)).toString("hex"));
+        expect(Buffer.from(encodeFast(obj)).toString("hex")).toBe(Buffer.from(encodeCborReference(obj)).toString("hex"));
       }),
       { numRuns: 500 },
     );
@@ -38,5 +39,13 @@ describe("encodeFast", () => {
     const copy = Buffer.from(a);
     encodeFast({ b: 2, s: "y".repeat(70_000) });
     expect(Buffer.compare(a, copy)).toBe(0);
+  });
+});
+
+describe("encodeCbor", () => {
+  it("falls back to cbor-x for values the fast writer does not handle", () => {
+    const withDate = { at: new Date(0) };
+    expect(() => encodeFast(withDate)).toThrow(TypeError);
+    expect(Buffer.from(encodeCbor(withDate))).toEqual(Buffer.from(encodeCborReference(withDate)));
   });
 });
