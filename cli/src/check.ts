@@ -3,7 +3,14 @@ import { parseArgs } from "@esp-fleet/common/cli";
 import { dirname, join } from "node:path";
 import { Command } from "commander";
 import mqtt, { type MqttClient } from "mqtt";
-import { decodeMessage, deviceTopic, encodeCbor, serviceTopic, type SqalSampleInput } from "@esp-fleet/schemas";
+import {
+  decodeMessage,
+  deviceTopic,
+  encodeCbor,
+  serviceTopic,
+  type SqalSampleInput,
+  AS7341_REFERENCE_COUNTS,
+} from "@esp-fleet/schemas";
 import { errorMessage } from "@esp-fleet/common/errors";
 
 /**
@@ -50,21 +57,7 @@ function probeSample(dev: string, boot: number): SqalSampleInput {
       amp: new Uint16Array(64).fill(1800),
       h: 100,
     },
-    spec: {
-      f1: 400,
-      f2: 600,
-      f3: 500,
-      f4: 1900,
-      f5: 900,
-      f6: 600,
-      f7: 1150,
-      f8: 750,
-      clear: 6500,
-      nir: 600,
-      gain: 3,
-      atime: 29,
-      astep: 599,
-    },
+    spec: { ...AS7341_REFERENCE_COUNTS, gain: 3, atime: 29, astep: 599 },
   };
 }
 

@@ -4,6 +4,7 @@
  * (e.g. a test with a fridge that never opens its door) by passing another object of the same type.
  */
 import type { FaultId, Genetics, InspectionProfile, QualityTier } from "@esp-fleet/schemas";
+import { AS7341_REFERENCE_COUNTS } from "@esp-fleet/schemas";
 
 export type Range = readonly [number, number];
 
@@ -238,7 +239,7 @@ export const SQAL_PROFILE: SqalProfile = {
     },
   },
   spectral: {
-    reference: { f1: 400, f2: 600, f3: 500, f4: 1900, f5: 900, f6: 600, f7: 1150, f8: 750, clear: 6500, nir: 600 },
+    reference: { ...AS7341_REFERENCE_COUNTS },
     gain: 3,
     atime: 35,
     astep: 999,

@@ -12,7 +12,7 @@ import mqtt from "mqtt";
 import { systemClock } from "@esp-fleet/common/clock";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { startTestBroker } from "@esp-fleet/common/testing";
-import { decodeCbor, encodeCbor } from "@esp-fleet/schemas";
+import { decodeCbor, encodeCbor, NOMINAL_FRIDGE } from "@esp-fleet/schemas";
 import { SerialBridge } from "../src/bridge.ts";
 import { FrameReader } from "../src/frame-reader.ts";
 import { encodeFrame, PROTOCOL_VERSION } from "../src/frames.ts";
@@ -30,17 +30,8 @@ function payload(seq: number, pad: number): Uint8Array {
     boot: 1,
     seq,
     ts: Date.now(),
+    ...NOMINAL_FRIDGE,
     t: 4.5,
-    p_lo: 2.5,
-    p_hi: 12,
-    i_comp: 15,
-    v_sup: 380,
-    vib: 0.5,
-    rh: 65,
-    flow: 100,
-    door: false,
-    comp: true,
-    defrost: false,
     pad: "x".repeat(pad),
   });
 }

@@ -3,7 +3,7 @@
  * the schemas' topic helpers and codec, and publishes them at QoS 1 from N real MQTT.js clients.
  */
 import mqtt from "mqtt";
-import { AS7341_CHANNELS, deviceTopic, encodeCbor, type DeviceAddress } from "@esp-fleet/schemas";
+import { AS7341_CHANNELS, deviceTopic, encodeCbor, type DeviceAddress, NOMINAL_FRIDGE } from "@esp-fleet/schemas";
 
 export interface Msg {
   topic: string;
@@ -19,17 +19,9 @@ export function fridgeReading(a: DeviceAddress, boot: number, seq: number, ts = 
       boot,
       seq,
       ts,
+      ...NOMINAL_FRIDGE,
       t: 4.5 + (seq % 10) / 10,
-      p_lo: 2.5,
-      p_hi: 12,
-      i_comp: 15,
-      v_sup: 380,
-      vib: 0.5,
-      rh: 65,
-      flow: 100,
       door: seq % 7 === 0,
-      comp: true,
-      defrost: false,
       sim: { fault: null },
     }),
   };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createRng } from "@esp-fleet/common/random";
-import { FAULT_IDS, type FaultId } from "@esp-fleet/schemas";
+import { FAULT_IDS, type FaultId, NOMINAL_FRIDGE } from "@esp-fleet/schemas";
 import {
   DIAGNOSIS_PROFILE,
   DiagnosisScorer,
@@ -81,19 +81,7 @@ describe("classifyReading", () => {
   });
 
   it("follows a drift: the first third of the way already points at the fault", () => {
-    const base = {
-      t: 5,
-      p_lo: 2.5,
-      p_hi: 12,
-      i_comp: 15,
-      v_sup: 380,
-      vib: 0.5,
-      rh: 65,
-      flow: 100,
-      door: false,
-      comp: true,
-      defrost: false,
-    };
+    const base = { ...NOMINAL_FRIDGE };
     const target = { ...base, t: 30, i_comp: 30, vib: 5.5 };
     const at = (w: number) =>
       Object.fromEntries(
@@ -108,19 +96,7 @@ describe("classifyReading", () => {
 });
 
 describe("FridgeDiagnoser (hysteresis)", () => {
-  const healthy: FridgeObservation = {
-    t: 5,
-    p_lo: 2.5,
-    p_hi: 12,
-    i_comp: 15,
-    v_sup: 380,
-    vib: 0.5,
-    rh: 65,
-    flow: 100,
-    door: false,
-    comp: true,
-    defrost: false,
-  };
+  const healthy: FridgeObservation = { ...NOMINAL_FRIDGE };
   it("raises on a decisive reading, clears on a normal one, and reports each transition once", () => {
     const d = new FridgeDiagnoser();
     expect(d.observe(healthy).event).toBeUndefined();
@@ -185,19 +161,7 @@ describe("scoring against ground truth", () => {
 
   it("is configurable through the profile (e.g. three readings to raise)", () => {
     const d = new FridgeDiagnoser({ ...DIAGNOSIS_PROFILE, raiseAfter: 3, instantMatch: 2 });
-    const hp = {
-      t: 5,
-      p_lo: 2.5,
-      p_hi: 30,
-      i_comp: 24,
-      v_sup: 380,
-      vib: 0.5,
-      rh: 65,
-      flow: 100,
-      door: false,
-      comp: true,
-      defrost: false,
-    };
+    const hp = { ...NOMINAL_FRIDGE, p_hi: 30, i_comp: 24 };
     expect(d.observe(hp).state).toBe("normal");
     expect(d.observe(hp).state).toBe("normal");
     expect(d.observe(hp).state).toBe("pression_anormale_HP");

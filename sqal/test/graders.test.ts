@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { AS7341_REFERENCE_COUNTS } from "@esp-fleet/schemas";
 import fc from "fast-check";
 import { createRng } from "@esp-fleet/common/random";
 import type { Grade, Spectral, TofFrame } from "@esp-fleet/schemas";
@@ -37,21 +38,7 @@ function blockFrame(h: number, r0 = 2, r1 = 5, c0 = 1, c1 = 6): TofFrame {
   };
 }
 
-const REF_SPEC: Spectral = {
-  f1: 400,
-  f2: 600,
-  f3: 500,
-  f4: 1900,
-  f5: 900,
-  f6: 600,
-  f7: 1150,
-  f8: 750,
-  clear: 6500,
-  nir: 600,
-  gain: 3,
-  atime: 29,
-  astep: 1198,
-};
+const REF_SPEC: Spectral = { ...AS7341_REFERENCE_COUNTS, gain: 3, atime: 29, astep: 1198 };
 
 describe("grade bands (A+ ≥ 0.85, A ≥ 0.75, B ≥ 0.60, C ≥ 0.45, else REJECT)", () => {
   it.each([

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startTestBroker, waitFor, type TestBroker } from "@esp-fleet/common/testing";
 import { createRng } from "@esp-fleet/common/random";
-import { decodeMessage, deviceTopic, encodeCbor, serviceTopic } from "@esp-fleet/schemas";
+import { decodeMessage, deviceTopic, encodeCbor, serviceTopic, NOMINAL_FRIDGE } from "@esp-fleet/schemas";
 import type { Db } from "@esp-fleet/db";
 import { connect, publishLot, scriptedStation, startSqal, tempDb } from "./helpers.ts";
 import { synthSample } from "../src/testing/synth.ts";
@@ -266,19 +266,7 @@ describe("fridge diagnosis over MQTT", () => {
     cleanups.push(() => pub.endAsync());
     const dev = "FRIDGE_LL_01";
     const topic = deviceTopic({ site: "LL", kind: "fridge", dev }, "telemetry");
-    const healthy = {
-      t: 5,
-      p_lo: 2.5,
-      p_hi: 12,
-      i_comp: 15,
-      v_sup: 380,
-      vib: 0.5,
-      rh: 65,
-      flow: 100,
-      door: false,
-      comp: true,
-      defrost: false,
-    };
+    const healthy = { ...NOMINAL_FRIDGE };
     const readings = [
       { ...healthy, sim: { fault: null } },
       { ...healthy, p_hi: 30, i_comp: 24, sim: { fault: "pression_anormale_HP" } },

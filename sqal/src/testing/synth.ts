@@ -1,5 +1,5 @@
 import { createRng, type Rng } from "@esp-fleet/common/random";
-import { QUALITY_TIERS, type QualityTier, type SqalSample } from "@esp-fleet/schemas";
+import { QUALITY_TIERS, type QualityTier, type SqalSample, AS7341_REFERENCE_COUNTS } from "@esp-fleet/schemas";
 
 /**
  * A small reference generator of SQAL samples from the domain doc's physical description (lobe on a
@@ -14,7 +14,7 @@ export const TIER_INDICES: Record<QualityTier, { freshness: number; fat: number;
   low: { freshness: 0.55, fat: 0.55, oxidation: 0.45, uniformity: 0.65 },
   defective: { freshness: 0.35, fat: 0.35, oxidation: 0.65, uniformity: 0.5 },
 };
-const REF = { f1: 400, f2: 600, f3: 500, f4: 1900, f5: 900, f6: 600, f7: 1150, f8: 750, clear: 6500, nir: 600 };
+const REF = AS7341_REFERENCE_COUNTS;
 
 export function pickTier(rng: Rng): QualityTier {
   let x = rng.next();
