@@ -1,17 +1,5 @@
-import type { Db } from "@esp-fleet/db";
+import { migrate, type Db } from "@esp-fleet/db";
 import { CredentialRecordSchema, type CredentialRecord, type CredentialStore } from "./credentials.ts";
-
-/** The `credentials` table (db/migrations/100_credentials.sql), created here too if migrations have not run. */
-export const CREDENTIALS_DDL = `
-CREATE TABLE IF NOT EXISTS credentials (
-  username    text PRIMARY KEY,
-  role        text NOT NULL CHECK (role IN ('device', 'service', 'viewer')),
-  scopes      text[] NOT NULL DEFAULT '{}',
-  hash        text NOT NULL,
-  created_at  timestamptz NOT NULL DEFAULT now(),
-  rotated_at  timestamptz,
-  revoked_at  timestamptz
-)`;
 
 interface Row {
   username: string;
@@ -46,8 +34,9 @@ export class DbCredentialStore implements CredentialStore {
     readonly opts: { closeDb?: boolean } = {},
   ) {}
 
+  /** The `credentials` table comes from the versioned migrations (db/migrations/100_credentials.sql). */
   #ensure(): Promise<void> {
-    this.#ready ??= this.db.query(CREDENTIALS_DDL).then(() => undefined);
+    this.#ready ??= migrate(this.db).then(() => undefined);
     return this.#ready;
   }
 

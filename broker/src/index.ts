@@ -11,7 +11,7 @@ export {
   type Role,
   type ServiceScope,
 } from "./credentials.ts";
-export { DbCredentialStore, CREDENTIALS_DDL } from "./credential-db-store.ts";
+export { DbCredentialStore } from "./credential-db-store.ts";
 export { canPublish, canSubscribe, type Principal } from "./acl.ts";
 export { hashPassword, verifyPassword, generatePassword } from "./password.ts";
 export { createCredential, rotateCredential, revokeCredential, listCredentials, type CredentialSummary } from "./provision.ts";

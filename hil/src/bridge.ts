@@ -14,7 +14,7 @@ import {
   serviceTopic,
   type DeviceAddress,
 } from "@esp-fleet/schemas";
-import { FrameReader, type ReaderEvent } from "./frame-reader.ts";
+import { FrameReader, type ReaderCounters, type ReaderEvent } from "./frame-reader.ts";
 import { PROTOCOL_VERSION, type DeviceHello, type Frame, type Publish } from "./frames.ts";
 import { LinkEndpoint, type LinkCounters } from "./link.ts";
 import { closeSerialPort, openSerialPort } from "./serial-port.ts";
@@ -36,18 +36,8 @@ export interface BridgeOptions {
   metrics?: Registry;
 }
 
-export interface BridgeCounters {
-  /** frames that passed CRC and decoded */
-  framesOk: number;
-  crcErrors: number;
-  /** not COBS, too short or unknown type */
-  malformed: number;
-  /** valid CRC, invalid body (firmware bug) */
-  bodyErrors: number;
-  oversize: number;
-  resyncs: number;
-  droppedBytes: number;
-  consoleLines: number;
+/** The frame reader's counters, plus the bridge's own. */
+export interface BridgeCounters extends ReaderCounters {
   /** messages published to MQTT on the device's topics */
   published: number;
   publishErrors: number;
