@@ -14,6 +14,25 @@ const uint = z.number().int().nonnegative();
 const u16 = z.number().int().min(0).max(65535);
 const u8 = z.number().int().min(0).max(255);
 
+/** How a typed-array field is checked and normalised; shared by the zod schema and the compiled validator. */
+export interface TypedArrayField {
+  name: "uint8" | "uint16";
+  length: number;
+  max: number;
+  /** True when `v` is acceptable for this field. */
+  accepts(v: unknown): boolean;
+  /** The declared typed array for an accepted `v` (the same object when it already is one). */
+  normalize(v: unknown): Uint8Array | Uint16Array;
+}
+
+// Keyed by the schema's definition, which `.describe()`/`.meta()` clones share with the original.
+const TYPED_ARRAY_FIELDS = new WeakMap<object, TypedArrayField>();
+
+/** The typed-array field behind `schema` (or a described copy of it); undefined for any other schema. */
+export function typedArrayField(schema: z.ZodType): TypedArrayField | undefined {
+  return TYPED_ARRAY_FIELDS.get(schema._zod.def);
+}
+
 /**
  * `length` × uint8/uint16: a typed array (RFC 8746 tag 64/69; a byte string for uint8) or a plain array of
  * integers in range (normalised to the typed array). Checked by one predicate rather than a zod union:
@@ -26,24 +45,30 @@ function typedArray<T extends Uint8Array | Uint16Array>(
   length: number,
 ) {
   const isInt = (x: unknown) => typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= max;
-  return z
-    .custom<T | number[]>(
-      (v) => (v instanceof Ctor ? v.length === length : Array.isArray(v) && v.length === length && v.every(isInt)),
-      {
-        error: (iss) => {
-          const v = iss.input as { length?: unknown } | null;
-          const got = v !== null && typeof v === "object" && typeof v.length === "number" ? v.length : undefined;
-          return got !== undefined && got !== length
-            ? `expected ${length} ${name} values, got ${got}`
-            : `expected ${length} ${name} values (a typed array, or integers 0-${max})`;
-        },
+  const field: TypedArrayField = {
+    name,
+    length,
+    max,
+    accepts: (v) => (v instanceof Ctor ? v.length === length : Array.isArray(v) && v.length === length && v.every(isInt)),
+    normalize: (v) => (v instanceof Ctor ? v : Ctor.from(v as ArrayLike<number>)),
+  };
+  const schema = z
+    .custom<T | number[]>(field.accepts, {
+      error: (iss) => {
+        const v = iss.input as { length?: unknown } | null;
+        const got = v !== null && typeof v === "object" && typeof v.length === "number" ? v.length : undefined;
+        return got !== undefined && got !== length
+          ? `expected ${length} ${name} values, got ${got}`
+          : `expected ${length} ${name} values (a typed array, or integers 0-${max})`;
       },
-    )
-    .transform((v) => (v instanceof Ctor ? v : Ctor.from(v)))
+    })
+    .transform((v) => field.normalize(v) as T)
     .meta({
       description: `${length} × ${name} (RFC 8746 tag ${name === "uint8" ? 64 : 69}, or a plain array)`,
       typedArray: { items: max, length },
     });
+  TYPED_ARRAY_FIELDS.set(schema._zod.def, field);
+  return schema;
 }
 const uint16Array = (length: number) => typedArray("uint16", Uint16Array, 65535, length);
 const uint8Array = (length: number) => typedArray("uint8", Uint8Array, 255, length);
