@@ -3,8 +3,9 @@
  * producing exactly the bytes the cbor-x reference path in codec.ts produces (a property test checks byte
  * equality on random values): maps with text keys sized minimally, undefined fields omitted, integers in
  * the smallest form (uint64 beyond 32 bits), non-integers as float32 when that round-trips the decimal
- * value (cbor-x's DECIMAL_FIT rule) else float64, Uint8Array/Uint16Array as RFC 8746 tags 64/69 and a
- * Node Buffer as a plain byte string.
+ * value (cbor-x's DECIMAL_FIT rule) else float64, Uint8Array/Uint16Array as RFC 8746 tags 64/69 (a
+ * Uint16Array whose values all fit in a byte as tag 64, the smallest form, like integers) and a Node
+ * Buffer as a plain byte string.
  *
  * Why not `encodeCbor` itself: at 10,000 messages/s the generic encoder (object copy + cbor-x's general
  * machinery) costs ~7 µs for a fridge reading and ~30 µs for a SQAL sample; this one writes into one
@@ -171,6 +172,17 @@ function value(v: unknown): void {
         return;
       }
       if (v instanceof Uint16Array) {
+        if (fitsInBytes(v)) {
+          // Every value fits in a byte: the narrower RFC 8746 uint8 array (tag 64), as DESIGN §3 allows
+          // (docs/decisions.md) — a SQAL frame's distances at the station's 100 mm height, say.
+          ensure(2);
+          buf[pos++] = 0xd8;
+          buf[pos++] = 64;
+          head(0x40, v.length);
+          ensure(v.length);
+          for (let i = 0; i < v.length; i++) buf[pos++] = v[i] as number;
+          return;
+        }
         ensure(2);
         buf[pos++] = 0xd8;
         buf[pos++] = 69;
@@ -221,4 +233,10 @@ export function encodeFast(v: unknown): Buffer {
   const out = Buffer.allocUnsafe(pos);
   buf.copy(out, 0, 0, pos);
   return out;
+}
+
+/** True when every value of `a` fits in one byte, so it goes on the wire as a uint8 typed array. */
+export function fitsInBytes(a: Uint16Array): boolean {
+  for (let i = 0; i < a.length; i++) if ((a[i] as number) > 0xff) return false;
+  return true;
 }

@@ -11,13 +11,13 @@ import {
   type CommandName,
 } from "./messages.ts";
 import { parseTopic, type ParsedTopic } from "./topics.ts";
-import { encodeFast } from "./cbor-writer.ts";
+import { encodeFast, fitsInBytes } from "./cbor-writer.ts";
 
 /**
  * The CBOR codec (DESIGN §3). Standard RFC 8949 only: no records, no bundled strings, no
  * self-describing extensions; maps sized minimally; numbers as the smallest integer or float that
  * round-trips their decimal value (float32 where it fits, else float64); Uint8Array/Uint16Array as
- * RFC 8746 tags 64/69. Decoding never throws: it returns where and why a payload is bad.
+ * RFC 8746 tags 64/69, a Uint16Array whose values all fit in a byte as tag 64 (the smallest form). Decoding never throws: it returns where and why a payload is bad.
  */
 const encoder = new Encoder({
   useRecords: false,
@@ -60,13 +60,14 @@ export function encodeCborReference(value: unknown): Buffer {
 const TWO_32 = 0x1_0000_0000;
 
 /**
- * Omit undefined fields, and turn integers beyond 32 bits (ms timestamps) into BigInt so they go on the
+ * Omit undefined fields, narrow a Uint16Array whose values fit in a byte to a Uint8Array, and turn integers beyond 32 bits (ms timestamps) into BigInt so they go on the
  * wire as CBOR uint64/nint64 (major type 0/1) — cbor-x would otherwise write them as float64.
  */
 function prepare(value: unknown): unknown {
   if (typeof value === "number") {
     return (value >= TWO_32 || value < -TWO_32) && Number.isSafeInteger(value) ? BigInt(value) : value;
   }
+  if (value instanceof Uint16Array && fitsInBytes(value)) return Uint8Array.from(value);
   if (value === null || typeof value !== "object" || ArrayBuffer.isView(value)) return value;
   if (Array.isArray(value)) return value.map(prepare);
   const out: Record<string, unknown> = {};

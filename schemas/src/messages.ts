@@ -4,7 +4,8 @@ import { DeviceKindSchema, SegmentSchema } from "./topics.ts";
 
 /**
  * Every device message (DESIGN §3). Standard CBOR maps with short text keys; packed numeric arrays as
- * RFC 8746 typed arrays (tag 69 = uint16 LE, tag 64 = uint8). A plain CBOR array of integers is accepted
+ * RFC 8746 typed arrays (tag 69 = uint16 LE, tag 64 = uint8 — also for a uint16 field whose values all fit
+ * in a byte, the smallest form). A plain CBOR array of integers is accepted
  * too (and normalised to the typed array), so an encoder without typed-array support still interoperates.
  */
 
@@ -45,11 +46,16 @@ function typedArray<T extends Uint8Array | Uint16Array>(
   length: number,
 ) {
   const isInt = (x: unknown) => typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= max;
+  const wide = name === "uint16";
   const field: TypedArrayField = {
     name,
     length,
     max,
-    accepts: (v) => (v instanceof Ctor ? v.length === length : Array.isArray(v) && v.length === length && v.every(isInt)),
+    // A uint16 field also takes a uint8 typed array: encoders send one when every value fits in a byte.
+    accepts: (v) =>
+      v instanceof Ctor || (wide && v instanceof Uint8Array)
+        ? (v as ArrayLike<number>).length === length
+        : Array.isArray(v) && v.length === length && v.every(isInt),
     normalize: (v) => (v instanceof Ctor ? v : Ctor.from(v as ArrayLike<number>)),
   };
   const schema = z
@@ -64,7 +70,9 @@ function typedArray<T extends Uint8Array | Uint16Array>(
     })
     .transform((v) => field.normalize(v) as T)
     .meta({
-      description: `${length} × ${name} (RFC 8746 tag ${name === "uint8" ? 64 : 69}, or a plain array)`,
+      description: wide
+        ? `${length} × ${name} (RFC 8746 tag 69; tag 64 when every value fits in a byte; or a plain array)`
+        : `${length} × ${name} (RFC 8746 tag 64, or a plain array)`,
       typedArray: { items: max, length },
     });
   TYPED_ARRAY_FIELDS.set(schema._zod.def, field);

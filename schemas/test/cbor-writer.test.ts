@@ -17,6 +17,7 @@ const leaf = fc.oneof(
   fc.uint8Array({ maxLength: 70 }),
   fc.uint8Array({ maxLength: 70 }).map((a) => Buffer.from(a)),
   fc.array(fc.integer({ min: 0, max: 65535 }), { maxLength: 70 }).map((a) => new Uint16Array(a)),
+  fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 70 }).map((a) => new Uint16Array(a)), // narrowed to tag 64
 );
 // `__proto__` as an own key: the reference path's copy step turns it into a prototype (drops it); never sent.
 const key = fc.string({ maxLength: 10 }).filter((k) => k !== "__proto__");
@@ -47,5 +48,13 @@ describe("encodeCbor", () => {
     const withDate = { at: new Date(0) };
     expect(() => encodeFast(withDate)).toThrow(TypeError);
     expect(Buffer.from(encodeCbor(withDate))).toEqual(Buffer.from(encodeCborReference(withDate)));
+  });
+});
+
+describe("uint16 arrays on the wire", () => {
+  it("go as tag 64 (one byte each) when every value fits in a byte, else as tag 69", () => {
+    expect(encodeCbor(new Uint16Array([0, 7, 255])).toString("hex")).toBe("d840430007ff");
+    expect(encodeCbor(new Uint16Array([1, 256])).toString("hex")).toBe("d845440100" + "0001");
+    expect(encodeCborReference(new Uint16Array([0, 7, 255])).toString("hex")).toBe("d840430007ff");
   });
 });

@@ -58,6 +58,10 @@ def u16le(values):  # RFC 8746 tag 69: uint16, little endian, typed array
     return Tagged(69, b"".join(struct.pack("<H", x) for x in values))
 
 
+def u16(values):  # a uint16 field: the smallest RFC 8746 form, tag 64 when every value fits in a byte
+    return u8(values) if all(x < 256 for x in values) else u16le(values)
+
+
 def u8(values):  # RFC 8746 tag 64: uint8 typed array
     return Tagged(64, bytes(values))
 
@@ -82,12 +86,14 @@ def plain(v):
 ENV = {"v": 1, "dev": "ESP32_LL_01", "boot": 7, "seq": 42, "ts": 1764547200123}
 dist = [100 - (20 + (r * 8 + c) % 60) for r in range(8) for c in range(8)]
 sqal = dict(ENV, sample="S-7-42", lot="LL2512001", idx=2,
-            tof={"dist": u16le(dist), "status": u8([5] * 63 + [255]), "refl": u8([40 + i % 20 for i in range(64)]),
-                 "amp": u16le([1000 + 10 * i for i in range(64)]), "amb": 3, "h": 100},
+            tof={"dist": u16(dist), "status": u8([5] * 63 + [255]), "refl": u8([40 + i % 20 for i in range(64)]),
+                 "amp": u16([1000 + 10 * i for i in range(64)]), "amb": 3, "h": 100},
             spec={"f1": 400, "f2": 600, "f3": 500, "f4": 1900, "f5": 900, "f6": 600, "f7": 1150, "f8": 750,
                   "clear": 6500, "nir": 600, "gain": 3, "atime": 29, "astep": 599},
             temp=F32(24.5))
 sqal_plain_arrays = dict(sqal, tof=dict(sqal["tof"], dist=dist, status=[5] * 64))
+# An encoder that always sends a uint16 field as tag 69 (e.g. one written before the narrowing rule).
+sqal_wide_dist = dict(sqal, tof=dict(sqal["tof"], dist=u16le(dist)))
 fridge_env = dict(ENV, dev="FRIDGE_LL_01")
 fridge = dict(fridge_env, t=4.75, t_evap=-8.5, p_lo=2.5, p_hi=12.0, i_comp=15.25, v_sup=381.0, vib=0.5, rh=64.0,
               flow=101.5, door=False, comp=True, defrost=False, sim={"fault": None})
@@ -110,6 +116,7 @@ reply = dict(ENV, id="c-1", ok=True, data={"samples": 5})
 VECTORS = [
     ("sqal sample (typed arrays)", "LL/sqal/ESP32_LL_01/telemetry", sqal, None),
     ("sqal sample (plain integer arrays)", "LL/sqal/ESP32_LL_01/telemetry", sqal_plain_arrays, None),
+    ("sqal sample (uint16 distances as tag 69)", "LL/sqal/ESP32_LL_01/telemetry", sqal_wide_dist, None),
     ("fridge reading", "LL/fridge/FRIDGE_LL_01/telemetry", fridge, None),
     ("fridge reading, faulty probe", "LL/fridge/FRIDGE_LL_01/telemetry", fridge_fault, None),
     ("feeding record", "LL/gavage/GAVAGE_LL_01/telemetry", feeding, None),
@@ -121,7 +128,7 @@ VECTORS = [
     ("command reply", "LL/sqal/ESP32_LL_01/cmd/inspect/res", reply, None),
     # invalid ones: the error must name the problem
     ("bad: tof.dist has 63 values", "LL/sqal/ESP32_LL_01/telemetry",
-     dict(sqal, tof=dict(sqal["tof"], dist=u16le(dist[:63]))), "tof.dist"),
+     dict(sqal, tof=dict(sqal["tof"], dist=u16(dist[:63]))), "tof.dist"),
     ("bad: missing seq", "LL/fridge/FRIDGE_LL_01/telemetry", {k: v for k, v in fridge.items() if k != "seq"}, "seq"),
     ("bad: unknown fault id", "LL/fridge/FRIDGE_LL_01/telemetry", dict(fridge, sim={"fault": "gremlins"}), "sim.fault"),
     ("bad: spectral count over 16 bits", "LL/sqal/ESP32_LL_01/telemetry",

@@ -201,6 +201,11 @@ static void test_cbor_encoder(void) {
   fl_cbor_put_u8_array(&w, u8, 2);
   hex_encode(buf, w.len, text);
   CHECK(strcmp(text, "d8454601000302ffff" "d840420" "5ff") == 0, "typed arrays: %s", text);
+  uint16_t small[3] = {0, 7, 255}; /* every value fits in a byte: sent as a uint8 array (tag 64) */
+  fl_cbor_writer_init(&w, buf, sizeof buf);
+  fl_cbor_put_u16_array(&w, small, 3);
+  hex_encode(buf, w.len, text);
+  CHECK(strcmp(text, "d8404300" "07ff") == 0, "narrowed uint16 array: %s", text);
   fl_cbor_writer_init(&w, buf, 3);
   fl_cbor_put_text(&w, "toolong");
   CHECK(w.overflow, "writer reports overflow");

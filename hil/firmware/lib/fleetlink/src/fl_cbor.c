@@ -130,6 +130,17 @@ void fl_cbor_put_u8_array(fl_cbor_writer_t *w, const uint8_t *a, size_t n) {
 }
 
 void fl_cbor_put_u16_array(fl_cbor_writer_t *w, const uint16_t *a, size_t n) {
+  size_t i = 0;
+  while (i < n && a[i] <= 0xFF) i++;
+  if (i == n) { /* every value fits in a byte: the smallest form, tag 64 (DESIGN §3, docs/decisions.md) */
+    head(w, 6, 64);
+    head(w, 2, n);
+    for (i = 0; i < n; i++) {
+      uint8_t b = (uint8_t)a[i];
+      put(w, &b, 1);
+    }
+    return;
+  }
   head(w, 6, 69);
   head(w, 2, n * 2);
   for (size_t i = 0; i < n; i++) {

@@ -32,7 +32,7 @@ void fl_cbor_put_null(fl_cbor_writer_t *w);
 void fl_cbor_put_number(fl_cbor_writer_t *w, double v);
 void fl_cbor_put_float64(fl_cbor_writer_t *w, double v);
 void fl_cbor_put_u8_array(fl_cbor_writer_t *w, const uint8_t *a, size_t n);   /* tag 64 */
-void fl_cbor_put_u16_array(fl_cbor_writer_t *w, const uint16_t *a, size_t n); /* tag 69, little-endian */
+void fl_cbor_put_u16_array(fl_cbor_writer_t *w, const uint16_t *a, size_t n); /* tag 69 LE; tag 64 if all < 256 */
 
 typedef enum {
   FL_CBOR_UINT,
