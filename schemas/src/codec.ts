@@ -12,6 +12,7 @@ import {
 } from "./messages.ts";
 import { parseTopic, type ParsedTopic } from "./topics.ts";
 import { encodeFast } from "./cbor-writer.ts";
+import { compiledSchema } from "./fast-validate.ts";
 
 /**
  * The CBOR codec (DESIGN §3). Standard RFC 8949 only: no records, no bundled strings, no
@@ -166,7 +167,8 @@ export function decodeMessage(topic: string, bytes: Uint8Array): Result<Decoded,
       return err({ stage: "schema", error: `unknown command ${JSON.stringify(t.cmd)}`, topic: t, raw: cbor.value });
     return ok({ topic: t, schema: "cbor", message: cbor.value });
   }
-  const result = entry.schema.safeParse(cbor.value);
+  // The compiled schema answers exactly as entry.schema.safeParse would (same data, same errors), faster.
+  const result = compiledSchema(entry.schema).safeParse(cbor.value);
   if (!result.success)
     return err({ stage: "schema", error: `${entry.name}: ${formatIssues(result.error)}`, topic: t, raw: cbor.value });
   return ok({ topic: t, schema: entry.name, message: result.data });
