@@ -13,6 +13,7 @@ import {
 import { parseTopic, type ParsedTopic } from "./topics.ts";
 import { encodeFast } from "./cbor-writer.ts";
 import { compiledSchema } from "./fast-validate.ts";
+import { NOT_HANDLED, readCbor } from "./cbor-reader.ts";
 
 /**
  * The CBOR codec (DESIGN §3). Standard RFC 8949 only: no records, no bundled strings, no
@@ -80,6 +81,15 @@ function prepare(value: unknown): unknown {
 
 /** Decode one CBOR item (any valid CBOR). Trailing bytes, truncation and invalid encodings are errors. */
 export function decodeCbor(bytes: Uint8Array): Result<unknown, string> {
+  if (bytes.length === 0) return err("empty payload");
+  // The hot-path reader gives cbor-x's answer for the shapes devices send; anything else goes to cbor-x.
+  const fast = readCbor(bytes);
+  if (fast !== NOT_HANDLED) return ok(fast);
+  return decodeCborReference(bytes);
+}
+
+/** cbor-x alone: the reference the hot-path reader is tested against, and the authority on every error. */
+export function decodeCborReference(bytes: Uint8Array): Result<unknown, string> {
   if (bytes.length === 0) return err("empty payload");
   try {
     return ok(decoder.decode(bytes));
