@@ -13,6 +13,7 @@ import { DbCredentialStore } from "./credential-db-store.ts";
 import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
 import { installEmitterTrampoline, type EmitterLike } from "./overload.ts";
 import { installJsonMirror } from "./json-mirror.ts";
+import { coalesceWrites } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
 
@@ -183,6 +184,9 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       return;
     }
     metrics.connections.inc({ transport });
+    // TCP/TLS: one writev per socket per event-loop turn instead of one per packet (coalesce.ts).
+    // A WebSocket stream turns every write into its own frame, so corking it would gain nothing.
+    if (config.MQTT_COALESCE_WRITES && transport !== "ws") coalesceWrites(stream);
     const client = aedes.handle(stream, req);
     guardPacketSize(client, config.MQTT_MAX_PACKET_SIZE, (length) => {
       metrics.oversizedPackets.inc();
