@@ -1,3 +1,5 @@
+// first: mqtt-packet must load with its quiet loggers before Aedes imports it (quiet-debug.ts)
+import "./quiet-debug.ts";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";
@@ -96,6 +98,11 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     isStopping: () => stopping,
   });
 
+  // Per-message counters bound to their label once: a labelled inc() hashes its labels on every call.
+  const byQos = (c: typeof metrics.messagesIn) => ["0", "1", "2"].map((qos) => c.labels({ qos }));
+  const messagesIn = byQos(metrics.messagesIn);
+  const messagesOut = byQos(metrics.messagesOut);
+
   const aedes = new Aedes({
     ...(backend.mq ? { mq: backend.mq } : {}),
     persistence: backend.persistence,
@@ -107,7 +114,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward(_client, packet) {
-      metrics.messagesOut.inc({ qos: String(packet.qos) });
+      messagesOut[packet.qos]?.inc();
       return packet;
     },
   });
@@ -150,7 +157,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   );
 
   aedes.on("publish", (packet: AedesPublishPacket, client: Client | null) => {
-    if (client) metrics.messagesIn.inc({ qos: String(packet.qos) });
+    if (client) messagesIn[packet.qos]?.inc();
   });
   aedes.on("clientError", (client: Client, err: Error) => {
     metrics.clientErrors.inc({ kind: errorKind(err.message) });

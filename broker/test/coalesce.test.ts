@@ -122,6 +122,9 @@ describe.each(["on", "off"])("broker with MQTT_COALESCE_WRITES=%s", (setting) =>
     const got: number[] = [];
     sub.on("message", (_t, p) => got.push(p.readUInt32BE(0)));
     const pub = await connect(h.url, { clientId: "q1-pub" });
+    const count = async (c: typeof h.broker.metrics.messagesIn) =>
+      (await c.get()).values.find((v) => v.labels.qos === "1")?.value ?? 0;
+    const [in0, out0] = [await count(h.broker.metrics.messagesIn), await count(h.broker.metrics.messagesOut)];
     const n = 5000;
     for (let i = 0; i < n; i++) {
       const b = Buffer.alloc(200);
@@ -131,6 +134,9 @@ describe.each(["on", "off"])("broker with MQTT_COALESCE_WRITES=%s", (setting) =>
     const deadline = Date.now() + 30_000;
     while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(got).toEqual(Array.from({ length: n }, (_, i) => i));
+    // the per-QoS counters (bound to their label once) count every message in and out
+    expect(await count(h.broker.metrics.messagesIn)).toBe(in0 + n);
+    expect(await count(h.broker.metrics.messagesOut)).toBe(out0 + n);
     await Promise.all([closeClient(sub), closeClient(pub)]);
   });
 });
