@@ -6,7 +6,8 @@
  *      delivered msg/s at a subscriber and the broker's CPU.
  * Figures are printed with Mosquitto ratios. Options (env): BENCH_QOS0_N, BENCH_QOS1_N, BENCH_IDLE (0 = skip
  * phase 2), BENCH_RATE_S, BENCH_BROKER_ARGS (node flags for the broker, e.g. --cpu-prof),
- * BENCH_VARIANT ("MQTT_X=off …": also run our broker with these settings, 1→1 only, for an A/B).
+ * BENCH_VARIANT ("MQTT_X=off …": also run our broker with these settings, 1→1 only, for an A/B),
+ * BENCH_VARIANT_ROOT (… or the broker of another checkout, e.g. the commit before a change).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -31,13 +32,13 @@ interface Target {
   stop(): Promise<void>;
 }
 
-async function startOurs(overrides: Record<string, string> = {}): Promise<Target> {
+async function startOurs(overrides: Record<string, string> = {}, checkout = root): Promise<Target> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "bench-broker-"));
   // BENCH_BROKER_ARGS: extra node flags for the broker process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   const extra = (process.env.BENCH_BROKER_ARGS ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...extra, "--import", "tsx", join(root, "broker/src/main.ts")], {
-    cwd: root,
+  const child = spawn(process.execPath, [...extra, "--import", "tsx", join(checkout, "broker/src/main.ts")], {
+    cwd: checkout,
     env: {
       ...process.env,
       MQTT_HOST: "127.0.0.1",
@@ -250,7 +251,10 @@ const variantEnv = Object.fromEntries(
     .filter(Boolean)
     .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
 );
-const variant = process.env.BENCH_VARIANT ? await measure(() => startOurs(variantEnv), 0) : undefined;
+// BENCH_VARIANT_ROOT=/path: … or the broker of another checkout (e.g. `git archive <commit>` + node_modules link)
+const variantRoot = process.env.BENCH_VARIANT_ROOT;
+const variant =
+  process.env.BENCH_VARIANT || variantRoot ? await measure(() => startOurs(variantEnv, variantRoot ?? root), 0) : undefined;
 const ours = await measure(() => startOurs());
 const mosq = await measure(startMosquitto);
 const f = (v: number, d = 0) => v.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
@@ -269,7 +273,7 @@ const rows = [
 ];
 if (variant)
   rows.push(
-    [`variant ${process.env.BENCH_VARIANT}:`, "", "", ""],
+    [`variant ${process.env.BENCH_VARIANT ?? ""} ${variantRoot ?? ""}:`, "", "", ""],
     ["  QoS 0 1→1 delivered msg/s", f(variant.qos0.rate), f(mosq.qos0.rate), ratio(variant.qos0.rate, mosq.qos0.rate)],
     ["  QoS 0 lost", `${variant.qos0.lost}/${QOS0_N}`, "", ""],
     ["  CPU % broker / generator", cpu(variant.qos0), "", ""],
