@@ -3,7 +3,7 @@ import "./quiet-debug.ts";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";
-import { Aedes, type AedesPublishPacket, type Client } from "aedes";
+import { Aedes, type Client } from "aedes";
 import { createHttpContext, type HttpContext } from "@esp-fleet/common/http";
 import { createLogger, type Logger } from "@esp-fleet/common/logger";
 import { errorMessage } from "@esp-fleet/common/errors";
@@ -98,11 +98,6 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     isStopping: () => stopping,
   });
 
-  // Per-message counters bound to their label once: a labelled inc() hashes its labels on every call.
-  const byQos = (c: typeof metrics.messagesIn) => ["0", "1", "2"].map((qos) => c.labels({ qos }));
-  const messagesIn = byQos(metrics.messagesIn);
-  const messagesOut = byQos(metrics.messagesOut);
-
   const aedes = new Aedes({
     ...(backend.mq ? { mq: backend.mq } : {}),
     persistence: backend.persistence,
@@ -114,7 +109,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward(_client, packet) {
-      messagesOut[packet.qos]?.inc();
+      metrics.countOut(packet.qos);
       return packet;
     },
   });
@@ -129,6 +124,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       done?.();
       return;
     }
+    // counted here rather than on Aedes's 'publish' event: no listener means a cheaper emit per message
+    if (client) metrics.countIn((packet as { qos: number }).qos);
     publish(packet, client, done);
   };
 
@@ -156,9 +153,6 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     backend.queueLength,
   );
 
-  aedes.on("publish", (packet: AedesPublishPacket, client: Client | null) => {
-    if (client) messagesIn[packet.qos]?.inc();
-  });
   aedes.on("clientError", (client: Client, err: Error) => {
     metrics.clientErrors.inc({ kind: errorKind(err.message) });
     logger.debug({ clientId: client.id, err: err.message }, "client error");
