@@ -16,6 +16,7 @@ import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
 import { installEmitterTrampoline, type EmitterLike } from "./overload.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { coalesceWrites } from "./coalesce.ts";
+import { cacheTopicMatches, type TopicMatcher } from "./match-cache.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
 
@@ -113,6 +114,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       return packet;
     },
   });
+  // Aedes's own in-memory emitter (mqemitter-redis routes through Redis and is left alone)
+  if (!backend.mq) cacheTopicMatches((aedes as unknown as { mq: { _matcher: TopicMatcher } }).mq._matcher);
   installEmitterTrampoline((aedes as unknown as { mq: EmitterLike }).mq, { onDefer: () => metrics.emitterDeferred.inc() });
   if (config.MQTT_JSON_MIRROR) installJsonMirror(aedes, (ok) => metrics.jsonMirrored.inc({ decoded: ok ? "yes" : "no" }));
 
