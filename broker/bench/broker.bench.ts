@@ -4,19 +4,25 @@
  *   1. one publisher → one subscriber, 200-byte payloads, QoS 0 and QoS 1: delivered msg/s and loss;
  *   2. N idle connections: broker RSS per connection; then every client publishes 1 msg/s for a while:
  *      delivered msg/s at a subscriber and the broker's CPU.
- * Figures are printed with Mosquitto ratios. Options (env): BENCH_QOS0_N, BENCH_QOS1_N, BENCH_IDLE, BENCH_RATE_S.
+ * Each broker first carries BENCH_WARMUP_N messages at QoS 0 and at QoS 1 that are not counted (JIT warm-up).
+ * Figures are printed with Mosquitto ratios. Options (env): BENCH_QOS0_N, BENCH_QOS1_N, BENCH_IDLE (0 = skip
+ * phase 2), BENCH_RATE_S, BENCH_BROKER_ARGS (node flags for the broker, e.g. --cpu-prof),
+ * BENCH_VARIANT ("MQTT_X=off …": also run our broker with these settings, 1→1 only, for an A/B),
+ * BENCH_VARIANT_ROOT (… or the broker of another checkout, e.g. the commit before a change).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import mqtt, { type MqttClient } from "mqtt";
 import { freePort } from "@esp-fleet/common/testing";
 
-const QOS0_N = Number(process.env.BENCH_QOS0_N ?? 50_000);
-const QOS1_N = Number(process.env.BENCH_QOS1_N ?? 20_000);
+const QOS0_N = Number(process.env.BENCH_QOS0_N ?? 100_000);
+const QOS1_N = Number(process.env.BENCH_QOS1_N ?? 40_000);
 const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
+const WARMUP_N = Number(process.env.BENCH_WARMUP_N ?? 20_000);
 const RATE_S = Number(process.env.BENCH_RATE_S ?? 10);
 const root = new URL("../..", import.meta.url).pathname;
 const payload = Buffer.alloc(200, 0x5a);
@@ -28,11 +34,13 @@ interface Target {
   stop(): Promise<void>;
 }
 
-async function startOurs(): Promise<Target> {
+async function startOurs(overrides: Record<string, string> = {}, checkout = root): Promise<Target> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "bench-broker-"));
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "broker/src/main.ts")], {
-    cwd: root,
+  // BENCH_BROKER_ARGS: extra node flags for the broker process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  const extra = (process.env.BENCH_BROKER_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...extra, "--import", "tsx", join(checkout, "broker/src/main.ts")], {
+    cwd: checkout,
     env: {
       ...process.env,
       MQTT_HOST: "127.0.0.1",
@@ -44,6 +52,7 @@ async function startOurs(): Promise<Target> {
       LOG_PRETTY: "0",
       LOG_LEVEL: "info",
       MQTT_CONNECT_TIMEOUT_MS: "60000",
+      ...overrides,
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -120,16 +129,41 @@ async function procStats(pid: number): Promise<{ rssKb: number; cpuTicks: number
   return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0), cpuTicks: Number(stat[11]) + Number(stat[12]) };
 }
 
-async function oneToOne(t: Target, qos: 0 | 1, n: number): Promise<{ rate: number; delivered: number; lost: number }> {
+interface OneToOne {
+  rate: number;
+  delivered: number;
+  lost: number;
+  /** CPU over the phase, % of one core: the broker process and this (load generator) process */
+  brokerCpu: number;
+  genCpu: number;
+  /** broker CPU time per delivered message, µs: what the broker costs, less sensitive to a busy machine */
+  brokerUs: number;
+}
+
+function procStatsSync(pid: number): { cpuTicks: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return { cpuTicks: Number(stat[11]) + Number(stat[12]) };
+}
+
+async function oneToOne(t: Target, qos: 0 | 1, n: number): Promise<OneToOne> {
   const sub = await connectOne(t.port, `sub-${qos}`);
   const pub = await connectOne(t.port, `pub-${qos}`);
   await sub.subscribeAsync("bench/one", { qos });
   let got = 0;
   let last = 0;
+  // CPU is read when the last message arrives, so the figures cover exactly the measured window
+  let b1: { cpuTicks: number } | undefined;
+  let g1: NodeJS.CpuUsage | undefined;
   sub.on("message", () => {
     got++;
     last = performance.now();
+    if (got === n) {
+      b1 = procStatsSync(t.pid);
+      g1 = process.cpuUsage(g0);
+    }
   });
+  const b0 = await procStats(t.pid);
+  const g0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
     pub.publish("bench/one", payload, { qos });
@@ -142,9 +176,19 @@ async function oneToOne(t: Target, qos: 0 | 1, n: number): Promise<{ rate: numbe
     if (got === prev && qos === 0) break; // QoS 0 stalled: the rest is lost
     prev = got;
   }
-  const rate = got / ((last - t0) / 1000);
+  const secs = (last - t0) / 1000;
+  const rate = got / secs;
+  b1 ??= procStatsSync(t.pid); // messages were lost: the window runs to the stall check
+  g1 ??= process.cpuUsage(g0);
   await Promise.all([sub.endAsync(true), pub.endAsync(true)]);
-  return { rate, delivered: got, lost: n - got };
+  return {
+    rate,
+    delivered: got,
+    lost: n - got,
+    brokerCpu: ((b1.cpuTicks - b0.cpuTicks) / 100 / secs) * 100,
+    brokerUs: ((b1.cpuTicks - b0.cpuTicks) * 10_000) / Math.max(1, got),
+    genCpu: ((g1.user + g1.system) / 1e6 / secs) * 100,
+  };
 }
 
 async function idleAndRate(
@@ -188,12 +232,16 @@ async function idleAndRate(
   return { perConnKb, rssMb: after.rssKb / 1024, rate: got / (secs - 1), offered, cpuPct, connected: clients.length };
 }
 
-async function measure(start: () => Promise<Target>) {
+async function measure(start: () => Promise<Target>, idleN = IDLE) {
   const t = await start();
   try {
+    // Warm-up, not counted: a running broker has its hot path compiled; without this a 1-second phase
+    // also measures V8 compiling Aedes (Mosquitto, in C, is unaffected either way).
+    await oneToOne(t, 0, WARMUP_N);
+    await oneToOne(t, 1, WARMUP_N);
     const qos0 = await oneToOne(t, 0, QOS0_N);
     const qos1 = await oneToOne(t, 1, QOS1_N);
-    const idle = await idleAndRate(t, IDLE);
+    const idle = idleN > 0 ? await idleAndRate(t, idleN) : undefined; // BENCH_IDLE=0: the 1→1 phases only
     return { name: t.name, qos0, qos1, idle };
   } finally {
     await t.stop();
@@ -202,26 +250,58 @@ async function measure(start: () => Promise<Target>) {
 
 const t0 = Date.now();
 const load = (await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
-const ours = await measure(startOurs);
+// BENCH_VARIANT="MQTT_X=off …": also measure (1→1 only) our broker with these settings, for an A/B in one run
+const variantEnv = Object.fromEntries(
+  (process.env.BENCH_VARIANT ?? "")
+    .split(" ")
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+);
+// BENCH_VARIANT_ROOT=/path: … or the broker of another checkout (e.g. `git archive <commit>` + node_modules link)
+const variantRoot = process.env.BENCH_VARIANT_ROOT;
+const variant =
+  process.env.BENCH_VARIANT || variantRoot ? await measure(() => startOurs(variantEnv, variantRoot ?? root), 0) : undefined;
+const ours = await measure(() => startOurs());
 const mosq = await measure(startMosquitto);
 const f = (v: number, d = 0) => v.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+const cpu = (r: OneToOne) => `${f(r.brokerCpu)} / ${f(r.genCpu)}`;
+const us = (r: OneToOne) => f(r.brokerUs, 1);
 const rows = [
   ["QoS 0 1→1 delivered msg/s", f(ours.qos0.rate), f(mosq.qos0.rate), ratio(ours.qos0.rate, mosq.qos0.rate)],
   ["QoS 0 lost", `${ours.qos0.lost}/${QOS0_N}`, `${mosq.qos0.lost}/${QOS0_N}`, ""],
+  ["  CPU % broker / generator", cpu(ours.qos0), cpu(mosq.qos0), ""],
+  ["  broker CPU µs per delivered msg", us(ours.qos0), us(mosq.qos0), ratio(ours.qos0.brokerUs, mosq.qos0.brokerUs)],
   ["QoS 1 1→1 delivered msg/s", f(ours.qos1.rate), f(mosq.qos1.rate), ratio(ours.qos1.rate, mosq.qos1.rate)],
   ["QoS 1 lost", `${ours.qos1.lost}/${QOS1_N}`, `${mosq.qos1.lost}/${QOS1_N}`, ""],
-  [`idle connections held`, String(ours.idle.connected), String(mosq.idle.connected), ""],
-  [
-    "RSS per idle connection (KB)",
-    f(ours.idle.perConnKb, 1),
-    f(mosq.idle.perConnKb, 1),
-    ratio(ours.idle.perConnKb, mosq.idle.perConnKb),
-  ],
-  ["broker RSS with them (MB)", f(ours.idle.rssMb), f(mosq.idle.rssMb), ""],
-  [`${IDLE} clients @1 msg/s: delivered msg/s`, f(ours.idle.rate), f(mosq.idle.rate), ratio(ours.idle.rate, mosq.idle.rate)],
-  ["  broker CPU during it (% of one core)", f(ours.idle.cpuPct), f(mosq.idle.cpuPct), ""],
+  ["  CPU % broker / generator", cpu(ours.qos1), cpu(mosq.qos1), ""],
+  ["  broker CPU µs per delivered msg", us(ours.qos1), us(mosq.qos1), ratio(ours.qos1.brokerUs, mosq.qos1.brokerUs)],
 ];
+if (variant)
+  rows.push(
+    [`variant ${process.env.BENCH_VARIANT ?? ""} ${variantRoot ?? ""}:`, "", "", ""],
+    ["  QoS 0 1→1 delivered msg/s", f(variant.qos0.rate), f(mosq.qos0.rate), ratio(variant.qos0.rate, mosq.qos0.rate)],
+    ["  QoS 0 lost", `${variant.qos0.lost}/${QOS0_N}`, "", ""],
+    ["  CPU % broker / generator", cpu(variant.qos0), "", ""],
+    ["  broker CPU µs per delivered msg", us(variant.qos0), "", ""],
+    ["  QoS 1 1→1 delivered msg/s", f(variant.qos1.rate), f(mosq.qos1.rate), ratio(variant.qos1.rate, mosq.qos1.rate)],
+    ["  QoS 1 lost", `${variant.qos1.lost}/${QOS1_N}`, "", ""],
+    ["  CPU % broker / generator", cpu(variant.qos1), "", ""],
+    ["  broker CPU µs per delivered msg", us(variant.qos1), "", ""],
+  );
+if (ours.idle && mosq.idle)
+  rows.push(
+    [`idle connections held`, String(ours.idle.connected), String(mosq.idle.connected), ""],
+    [
+      "RSS per idle connection (KB)",
+      f(ours.idle.perConnKb, 1),
+      f(mosq.idle.perConnKb, 1),
+      ratio(ours.idle.perConnKb, mosq.idle.perConnKb),
+    ],
+    ["broker RSS with them (MB)", f(ours.idle.rssMb), f(mosq.idle.rssMb), ""],
+    [`${IDLE} clients @1 msg/s: delivered msg/s`, f(ours.idle.rate), f(mosq.idle.rate), ratio(ours.idle.rate, mosq.idle.rate)],
+    ["  broker CPU during it (% of one core)", f(ours.idle.cpuPct), f(mosq.idle.cpuPct), ""],
+  );
 const width = [40, 14, 14, 8];
 const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join(" ");
 process.stdout.write(`bench:broker — load average at start ${load}; ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);

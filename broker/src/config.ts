@@ -48,6 +48,10 @@ export const BrokerConfigSchema = z.object({
     "QoS 1/2 messages kept per offline persistent session; beyond it the newest are dropped and counted (0 = unlimited)",
   ),
   MQTT_CONCURRENCY: env.int(100, 1, 100_000, "messages routed concurrently by the broker's emitter"),
+  MQTT_COALESCE_WRITES: env.bool(
+    true,
+    "gather the packets written to a TCP/TLS connection in one event-loop turn into one system call (off = one per packet, Aedes's own behaviour)",
+  ),
   MQTT_JSON_MIRROR: env.bool(
     false,
     "republish every device and service message decoded as JSON under json/{topic}, for plain MQTT tools (costs a decode per message)",

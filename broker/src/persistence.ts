@@ -52,19 +52,20 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
     const enqueue = persistence.outgoingEnqueue.bind(persistence);
     const combi = persistence.outgoingEnqueueCombi.bind(persistence);
     const clear = persistence.outgoingClearMessageId.bind(persistence);
-    persistence.outgoingEnqueue = async (sub, packet) => {
-      await enqueue(sub, packet);
-      add(sub.clientId, 1);
-    };
-    persistence.outgoingEnqueueCombi = async (subs, packet) => {
-      await combi(subs, packet);
-      for (const s of subs) add(s.clientId, 1);
-    };
-    persistence.outgoingClearMessageId = async (client, packet) => {
-      const removed = await clear(client, packet);
-      if (removed) add(client.id, -1);
-      return removed;
-    };
+    // Plain promise chains, and the common case (no persistent session subscribed) passed straight
+    // through: every QoS 1 message goes through enqueue-combi and clear-message-id.
+    persistence.outgoingEnqueue = (sub, packet) => enqueue(sub, packet).then(() => add(sub.clientId, 1));
+    persistence.outgoingEnqueueCombi = (subs, packet) =>
+      subs.length === 0
+        ? combi(subs, packet)
+        : combi(subs, packet).then(() => {
+            for (const s of subs) add(s.clientId, 1);
+          });
+    persistence.outgoingClearMessageId = (client, packet) =>
+      clear(client, packet).then((removed) => {
+        if (removed) add(client.id, -1);
+        return removed;
+      });
     return {
       kind: "memory",
       persistence,
@@ -120,7 +121,7 @@ export function limitOfflineQueues(
   if (opts.limit <= 0) return;
   const combi = persistence.outgoingEnqueueCombi.bind(persistence);
   const update = persistence.outgoingUpdate.bind(persistence);
-  persistence.outgoingEnqueueCombi = async (subs, packet) => {
+  const limited = async (subs: { clientId: string }[], packet: { topic: string }) => {
     const lengths = await Promise.all(subs.map((s) => (opts.isConnectedHere(s.clientId) ? 0 : queueLength(s.clientId))));
     const kept = subs.filter((s, i) => {
       if ((lengths[i] ?? 0) < opts.limit) return true;
@@ -129,6 +130,8 @@ export function limitOfflineQueues(
     });
     if (kept.length > 0) await combi(kept, packet);
   };
+  // the common case, no persistent session subscribed, passes straight through
+  persistence.outgoingEnqueueCombi = (subs, packet) => (subs.length === 0 ? combi(subs, packet) : limited(subs, packet));
   // A message dropped for a session that connects meanwhile is still delivered live; its missing queue
   // entry must not make Aedes disconnect the client ("no such packet").
   persistence.outgoingUpdate = async (client, packet) => {
