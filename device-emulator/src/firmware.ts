@@ -27,7 +27,7 @@ import {
   type FridgeProfile,
   type SqalProfile,
 } from "./profiles.ts";
-import type { Scheduler, ScheduledEntry, TimerTarget } from "./scheduler.ts";
+import type { Scheduler, TimerHandle, TimerTarget } from "./scheduler.ts";
 import type { DeviceState, DeviceStateStore } from "./state-store.ts";
 import type { DeviceTransport, LinkEvent, PublishChannel } from "./transport.ts";
 
@@ -205,7 +205,8 @@ export class EmulatedDevice implements TimerTarget {
   readonly #rng: Rng;
   /** Hardware and network randomness (sensor failures, Wi-Fi timing, backoff jitter, RSSI). */
   readonly #hw: Rng;
-  readonly #timers: (ScheduledEntry | undefined)[] = new Array<ScheduledEntry | undefined>(SLOTS);
+  /** One reusable scheduler handle per timer slot, made on first use: re-arming allocates nothing. */
+  readonly #timers: (TimerHandle | undefined)[] = new Array<TimerHandle | undefined>(SLOTS);
   #intervalMs: number;
   #faultProb: number;
 
@@ -318,13 +319,11 @@ export class EmulatedDevice implements TimerTarget {
   }
 
   #set(slot: number, at: number): void {
-    this.#sched.cancel(this.#timers[slot]);
-    this.#timers[slot] = this.#sched.schedule(this, slot, at);
+    this.#sched.set((this.#timers[slot] ??= this.#sched.timer(this, slot)), at);
   }
 
   #cancel(slot: number): void {
     this.#sched.cancel(this.#timers[slot]);
-    this.#timers[slot] = undefined;
   }
 
   #cancelAll(): void {
