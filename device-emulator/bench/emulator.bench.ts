@@ -14,6 +14,8 @@
  *        --broker mosquitto|aedes (mosquitto when installed) --ramp MS (1 ms per device)
  *        --bare: the baseline — plain MQTT.js clients with the same session options publishing a
  *        pre-encoded reading at the same rate, no firmware (to separate MQTT.js's cost from ours)
+ *        --profile DIR: write a V8 CPU profile of the emulator process into DIR (`--cpu-prof`; the
+ *        profiler's own cost inflates the CPU figure — use it for shares, not for the target)
  * Run under `flock /tmp/bench.lock npm run bench:emulator -- …` so benchmarks never overlap.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -41,6 +43,7 @@ const intervalMs = Number(flag("interval", "1000"));
 const brokerKind = flag("broker", MOSQUITTO ? "mosquitto" : "aedes");
 const rampMs = Number(flag("ramp", String(devices * 1)));
 const mode = process.argv.includes("--bare") ? "bare" : "fleet";
+const profileDir = flag("profile", "");
 
 function procStats(pid: number): { cpuS: number; rss: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -117,6 +120,7 @@ await new Promise<void>((resolve, reject) => {
 const child = spawn(
   process.execPath,
   [
+    ...(profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []),
     "--import",
     "tsx",
     join(HERE, "emulator-child.ts"),
