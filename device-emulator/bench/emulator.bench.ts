@@ -14,6 +14,7 @@
  *        --broker mosquitto|aedes (mosquitto when installed) --ramp MS (1 ms per device)
  *        --bare: the baseline — plain MQTT.js clients with the same session options publishing a
  *        pre-encoded reading at the same rate, no firmware (to separate MQTT.js's cost from ours)
+ *        --node-flags "…": Node/V8 options for the emulator process, e.g. "--max-semi-space-size=2"
  *        --profile DIR: write a V8 CPU profile of the emulator process into DIR (`--cpu-prof`; the
  *        profiler's own cost inflates the CPU figure — use it for shares, not for the target)
  * Run under `flock /tmp/bench.lock npm run bench:emulator -- …` so benchmarks never overlap.
@@ -44,6 +45,7 @@ const brokerKind = flag("broker", MOSQUITTO ? "mosquitto" : "aedes");
 const rampMs = Number(flag("ramp", String(devices * 1)));
 const mode = process.argv.includes("--bare") ? "bare" : "fleet";
 const profileDir = flag("profile", "");
+const nodeFlags = flag("node-flags", "").split(" ").filter(Boolean);
 
 function procStats(pid: number): { cpuS: number; rss: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -120,6 +122,7 @@ await new Promise<void>((resolve, reject) => {
 const child = spawn(
   process.execPath,
   [
+    ...nodeFlags,
     ...(profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []),
     "--import",
     "tsx",
@@ -207,6 +210,7 @@ const result = {
   broker_cpu_pct: Math.round(brokerWindow.cpuPct * 10) / 10,
   broker_rss_mb: Math.round(brokerWindow.rss / 1048576),
   load_avg_1m: `${load0.toFixed(1)} → ${load1.toFixed(1)}`,
+  node_flags: nodeFlags.join(" "),
 };
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 const pass = loss === 0 && result.emulator_cpu_pct <= 75 && result.rss_kb_per_device <= 60 && result.eld_p99_ms < 50;
