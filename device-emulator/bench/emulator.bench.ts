@@ -4,9 +4,9 @@
  * Three processes, measured separately: the broker (Mosquitto, or a plain Aedes child with
  * `--broker aedes`), the emulator (`emulator-child.ts`: N devices, one MQTT.js session each, nothing
  * else) and this orchestrator (a QoS 1 subscriber on every telemetry topic that counts what arrives).
- * After all devices are online and the fleet has settled (≥ 3 s, then until the readings of the last
- * second are back at the nominal pace — the backlog of the connection storm is worked off — at most
- * 30 s more), a window of `--duration` seconds is measured:
+ * After all devices are online and the fleet has settled (≥ 3 s, then until three consecutive seconds
+ * ran at the nominal pace ±3 % with timers less than 100 ms late — the backlog of the connection storm
+ * is worked off — at most 60 s more), a window of `--duration` seconds is measured:
  * emulator CPU % (of one core), RSS per device, p99 event-loop lag, messages/s; the broker's CPU and RSS
  * from /proc. Then the fleet stops cleanly and loss = readings produced − readings received.
  *
@@ -141,7 +141,7 @@ let failed: string | undefined;
 await new Promise<void>((resolve) => {
   lines(child, (tag, d) => {
     if (tag === "PROGRESS") process.stderr.write(`  ramp ${Math.round(Number(d.t) / 1000)} s: online ${d.online}/${devices}\n`);
-    else if (tag === "SETTLE") process.stderr.write(`  settling: ${d.readingsPerS} readings/s\n`);
+    else if (tag === "SETTLE") process.stderr.write(`  settling: ${d.readingsPerS} readings/s, timers ${d.lagMs} ms late\n`);
     else if (tag === "WINDOW_START") {
       windowStart = { recv: received, broker: procStats(broker.pid), at: performance.now() };
       process.stderr.write(`  all online after ${Math.round(Number(d.rampMs) / 1000)} s; measuring ${durationS} s …\n`);

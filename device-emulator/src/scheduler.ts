@@ -88,6 +88,11 @@ export class Scheduler {
   /** Exceptions thrown by targets (each is a bug; the scheduler keeps going). */
   errors = 0;
   lastError: unknown;
+  /**
+   * How late (clock ms) the first entry of the latest batch fired after its nominal time: about one
+   * quantum when the fleet keeps pace, growing while the process falls behind (a backlog to work off).
+   */
+  lagMs = 0;
 
   constructor(
     clock: Clock,
@@ -173,6 +178,7 @@ export class Scheduler {
     this.#advanceTo(this.#keyOf(now));
     let n = 0;
     const heap = this.#heap;
+    if (heap.length > 0 && (heap[0] as TimerHandle).at <= now) this.lagMs = now - (heap[0] as TimerHandle).at;
     while (heap.length > 0) {
       const top = heap[0] as TimerHandle;
       if (top.at > now) break;
