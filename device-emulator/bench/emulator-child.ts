@@ -102,7 +102,12 @@ function startBare(): Runner {
 }
 
 function withLag(fleet: Fleet): Runner {
-  return { lagMs: () => fleet.scheduler.lagMs, stats: () => fleet.stats(), stop: () => fleet.stop() };
+  // (`?? 0`: the A/B runs against the previous scheduler, which has no lagMs, settle on pace alone)
+  return {
+    lagMs: () => (fleet.scheduler as { lagMs?: number }).lagMs ?? 0,
+    stats: () => fleet.stats(),
+    stop: () => fleet.stop(),
+  };
 }
 
 const o = JSON.parse(process.argv[2] ?? "{}") as ChildOptions;
