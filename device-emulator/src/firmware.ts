@@ -12,6 +12,7 @@ import {
   type InspectionProfile,
 } from "@esp-fleet/schemas";
 import { SeededRng } from "./rng.ts";
+import { AlarmDebouncer, ALARM_FIELDS } from "./models/alarms.ts";
 import { FridgeModel, type FridgeValues } from "./models/fridge.ts";
 import { FeedingLot, lotCode, lotNumber, momentOf, nextFeedingAt } from "./models/feeding.ts";
 import { drawTier, measureSample } from "./models/sqal.ts";
@@ -27,7 +28,7 @@ import {
   type FridgeProfile,
   type SqalProfile,
 } from "./profiles.ts";
-import type { Scheduler, ScheduledEntry, TimerTarget } from "./scheduler.ts";
+import type { Scheduler, TimerHandle, TimerTarget } from "./scheduler.ts";
 import type { DeviceState, DeviceStateStore } from "./state-store.ts";
 import type { DeviceTransport, LinkEvent, PublishChannel } from "./transport.ts";
 
@@ -164,8 +165,6 @@ const QOS1 = { qos: 1, retain: false } as const;
 const QOS1_RETAIN = { qos: 1, retain: true } as const;
 const QOS0 = { qos: 0, retain: false } as const;
 
-const FRIDGE_FIELDS: readonly FridgeField[] = ["t", "p_lo", "p_hi", "i_comp", "v_sup", "vib", "rh", "flow"];
-
 type BootReason = "power_on" | "command" | "watchdog";
 
 interface Inspection {
@@ -205,7 +204,8 @@ export class EmulatedDevice implements TimerTarget {
   readonly #rng: Rng;
   /** Hardware and network randomness (sensor failures, Wi-Fi timing, backoff jitter, RSSI). */
   readonly #hw: Rng;
-  readonly #timers: (ScheduledEntry | undefined)[] = new Array<ScheduledEntry | undefined>(SLOTS);
+  /** One reusable scheduler handle per timer slot, made on first use: re-arming allocates nothing. */
+  readonly #timers: (TimerHandle | undefined)[] = new Array<TimerHandle | undefined>(SLOTS);
   #intervalMs: number;
   #faultProb: number;
 
@@ -236,7 +236,7 @@ export class EmulatedDevice implements TimerTarget {
 
   // models
   #fridge: FridgeModel | undefined;
-  #alarmMask = 0;
+  #alarms: AlarmDebouncer | undefined;
   #lot: FeedingLot | undefined;
   #inspection: Inspection | undefined;
   #stopping: Promise<void> | undefined;
@@ -318,13 +318,11 @@ export class EmulatedDevice implements TimerTarget {
   }
 
   #set(slot: number, at: number): void {
-    this.#sched.cancel(this.#timers[slot]);
-    this.#timers[slot] = this.#sched.schedule(this, slot, at);
+    this.#sched.set((this.#timers[slot] ??= this.#sched.timer(this, slot)), at);
   }
 
   #cancel(slot: number): void {
     this.#sched.cancel(this.#timers[slot]);
-    this.#timers[slot] = undefined;
   }
 
   #cancelAll(): void {
@@ -345,7 +343,7 @@ export class EmulatedDevice implements TimerTarget {
     this.#offlineSince = now;
     this.#attempt = 0;
     this.#inspection = undefined;
-    this.#alarmMask = 0;
+    this.#alarms?.reset();
     // RAM is lost on reboot: the FIFO's content is dropped (and counted).
     this.counters.dropped += this.#fifoLen;
     this.#fifoHead = this.#fifoLen = 0;
@@ -736,21 +734,17 @@ export class EmulatedDevice implements TimerTarget {
       sim: { fault: truth },
     };
     this.#send("telemetry", encodeCbor(msg), QOS1, true);
-    // What the real controller can see: readings outside the validation bounds raise an alarm (on entry).
-    const bounds = model.profile.bounds;
-    let mask = 0;
-    for (let i = 0; i < FRIDGE_FIELDS.length; i++) {
-      const f = FRIDGE_FIELDS[i] as FridgeField;
-      const b = bounds[f];
+    // What the real controller can see: readings outside the validation bounds raise an alarm, cleared
+    // only once the value is well back inside for a few readings (no flapping around a bound).
+    const alarms = (this.#alarms ??= new AlarmDebouncer(model.profile));
+    alarms.update(v);
+    if ((alarms.raised | alarms.cleared) === 0) return;
+    for (let i = 0; i < ALARM_FIELDS.length; i++) {
+      const f = ALARM_FIELDS[i] as FridgeField;
       const x = v[f];
-      if (x < b[0] || x > b[1]) {
-        mask |= 1 << i;
-        if (!(this.#alarmMask & (1 << i))) this.#event("alarm", "warning", `${f} out of range: ${x}`, { field: f, value: x });
-      } else if (this.#alarmMask & (1 << i)) {
-        this.#event("alarm_cleared", "info", `${f} back in range`, { field: f, value: x });
-      }
+      if (alarms.raised & (1 << i)) this.#event("alarm", "warning", `${f} out of range: ${x}`, { field: f, value: x });
+      else if (alarms.cleared & (1 << i)) this.#event("alarm_cleared", "info", `${f} back in range`, { field: f, value: x });
     }
-    this.#alarmMask = mask;
   }
 
   #faultEvents(model: FridgeModel): void {

@@ -48,6 +48,12 @@ export interface FridgeProfile {
   faults: Record<FaultId, FaultSignature>;
   /** Predecessor validation bounds: outside → a warning event, never a rejection. */
   bounds: Record<FridgeField, Range>;
+  /**
+   * Alarm debouncing (models/alarms.ts): an alarm is raised on the first reading outside `bounds` and
+   * cleared after `clearReadings` (1 … 15) consecutive readings inside the bounds narrowed on each side by
+   * `clearMargin` × the bounds' span. Not from the predecessor (it raised and cleared on every crossing).
+   */
+  alarm: { clearMargin: number; clearReadings: number };
 }
 
 export const FRIDGE_PROFILE: FridgeProfile = {
@@ -104,6 +110,8 @@ export const FRIDGE_PROFILE: FridgeProfile = {
     rh: [0, 100],
     flow: [0, 500],
   },
+  // 5 % of the span: 1.5 bar under the 30 bar high-pressure bound, 5 °C inside −50 … 50 °C; 5 readings.
+  alarm: { clearMargin: 0.05, clearReadings: 5 },
 };
 
 // ------------------------------------------------------------------------------------------- SQAL
