@@ -1,4 +1,4 @@
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { commandFilter, commandTopic, deviceTopic, type DeviceChannel } from "@esp-fleet/schemas";
 import type {
   CommandHandler,
@@ -11,35 +11,10 @@ import type {
   TransportFactory,
 } from "../transport.ts";
 import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
-import { encodePublishFrame } from "./publish-frame.ts";
 
 /** MQTT.js logs through `debug` by default: ~30 disabled-logger calls per publish and one `debug`
  * instance per client. The emulator has its own logging; MQTT.js's is off. */
 const noLog = (): void => undefined;
-
-const noStoreCallback = (): void => undefined;
-
-/** MQTT.js state the direct QoS 1 path must respect (private in its typings, stable across 5.x). */
-interface ClientInternals {
-  _storeProcessing: boolean;
-  _storeProcessingQueue: unknown[];
-}
-
-/**
- * Whether a QoS 1 message may bypass `client.publish()` (see `MqttTransport.publish`): connected, not
- * closing, and MQTT.js is not replaying its outgoing store after a reconnect nor holding publishes back
- * behind it (those must keep their order behind the replay, so they take MQTT.js's own path).
- */
-function directPublishAllowed(client: MqttClient): boolean {
-  const internals = client as unknown as ClientInternals;
-  return (
-    client.connected &&
-    !client.disconnecting &&
-    internals._storeProcessing === false &&
-    internals._storeProcessingQueue.length === 0 &&
-    client.options.protocolVersion === 4
-  );
-}
 
 function ownCopy(bytes: Uint8Array): Buffer {
   const b = Buffer.allocUnsafeSlow(bytes.byteLength);
@@ -54,8 +29,6 @@ export interface MqttTransportOptions {
   connectTimeoutMs?: number;
   /** Wall ms a clean close may wait for unacknowledged messages before it forces the socket shut. */
   closeTimeoutMs?: number;
-  /** QoS 1 messages bypass `client.publish()` while connected (default true; false: MQTT.js's path only). */
-  directPublish?: boolean;
 }
 
 /**
@@ -76,13 +49,11 @@ export class MqttTransport implements DeviceTransport {
   /** A connect() is in progress or the link is up: a 'close' must be reported. */
   #live = false;
   #lastError = "closed";
-  readonly #direct: boolean;
   publishErrors = 0;
 
   constructor(addr: DeviceAddressInfo, opts: MqttTransportOptions) {
     this.#addr = addr;
     this.#opts = opts;
-    this.#direct = opts.directPublish ?? true;
     this.#topics = {
       telemetry: deviceTopic(addr, "telemetry"),
       status: deviceTopic(addr, "status"),
@@ -167,17 +138,6 @@ export class MqttTransport implements DeviceTransport {
   readonly #onSubscribed: (e: Error | null) => void;
   readonly #onPublished: (e?: Error) => void;
 
-  /**
-   * QoS 1 messages take a direct path while the session is established: the packet is framed in one
-   * buffer (`encodePublishFrame`, byte-identical to MQTT.js's) and written with one `socket.write`, and
-   * registered exactly where `client.publish()` would register it — `outgoing[id]` with our callback,
-   * the packet in `outgoingStore` (so MQTT.js resends it after a reconnect and completes it on PUBACK
-   * as usual). What that skips is MQTT.js's per-message overhead: the options spread, a closure, the
-   * `rfdc` deep clone of packet and payload for the store, five corked writes, a `nextTick` uncork and a
-   * `writev`. The stored packet needs no clone: its payload is a view into the frame, which nothing
-   * else holds. Anything else (QoS 0, strings, during a store replay, not connected) goes through
-   * `client.publish()`.
-   */
   publish(channel: PublishChannel, payload: Uint8Array | string, opts: PublishOptions): void {
     const client = this.#client;
     if (!client) return;
@@ -185,25 +145,6 @@ export class MqttTransport implements DeviceTransport {
       channel.length > 4 && channel.startsWith("cmd/")
         ? `${this.#cmdPrefix}${channel.slice(4)}`
         : this.#topics[channel as DeviceChannel];
-    if (opts.qos === 1 && typeof payload !== "string" && this.#direct && directPublishAllowed(client)) {
-      const messageId = client.messageIdProvider.allocate();
-      if (messageId !== null) {
-        const frame = encodePublishFrame(topic, payload, messageId, opts.retain);
-        const packet: IPublishPacket = {
-          cmd: "publish",
-          topic,
-          payload: frame.subarray(frame.length - payload.byteLength),
-          qos: 1,
-          retain: opts.retain,
-          messageId,
-          dup: false,
-        };
-        client.outgoing[messageId] = { volatile: false, cmd: "publish", cb: this.#onPublished };
-        client.outgoingStore.put(packet, noStoreCallback);
-        client.stream.write(frame);
-        return;
-      }
-    }
     const body =
       typeof payload === "string" || Buffer.isBuffer(payload)
         ? payload
