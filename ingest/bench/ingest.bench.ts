@@ -1,15 +1,17 @@
 /**
  * bench:ingest — rows/s into local PostgreSQL for SQAL samples and fridge readings:
- *   (1) raw COPY of the same rows straight into the table (the limit on this machine), and
- *   (2) the ingest path fed pre-encoded CBOR messages: decode + zod validation + COPY into staging +
- *       INSERT … ON CONFLICT DO NOTHING (exactly-once dedup) + registry, in the service's batch size,
- *       with decode of the next batch overlapping the commit of the previous one (as in the service).
+ *   (1) raw COPY of the same rows, in the same format the ingest path sends (binary COPY tuples rendered
+ *       by classify), straight into the table in batches of the same size — the limit on this machine;
+ *   (2) the ingest path fed pre-encoded CBOR messages: decode + zod validation + binary row rendering +
+ *       exactly-once store (one COPY per table inside a savepoint; the staging + INSERT … ON CONFLICT DO
+ *       NOTHING path for a batch holding an already-stored key) + registry, in the same batch size, with
+ *       decode of the next batch overlapping the commit of the previous one (as in the service).
  * Uses a fresh database on TEST_DATABASE_URL (default the local server), dropped at the end.
  * Usage: flock /tmp/bench.lock npm run bench:ingest [-- --sqal 100000 --fridge 200000 --batch 2000]
  */
 import { parseArgs } from "node:util";
 import { silentLogger } from "@esp-fleet/common/logger";
-import { migrate, openDb, type Db } from "@esp-fleet/db";
+import { copyBinaryFile, migrate, openDb, type Db } from "@esp-fleet/db";
 import type { DeviceAddress } from "@esp-fleet/schemas";
 import { classify, TABLE_COLUMNS, writeBatch, type BatchItem, type ChannelTable } from "../src/index.ts";
 import { fridgeReading, sqalSample, type Msg } from "../test/helpers.ts";
@@ -38,17 +40,17 @@ function messages(kind: "sqal" | "fridge", n: number): Msg[] {
   return out;
 }
 
-async function rawCopy(db: Db, table: ChannelTable, lines: string[]): Promise<number> {
+async function rawCopy(db: Db, table: ChannelTable, tuples: Uint8Array[]): Promise<number> {
   await db.query(`TRUNCATE ${table}`);
   const cols = TABLE_COLUMNS[table].join(", ");
   const t0 = performance.now();
-  for (let i = 0; i < lines.length; i += batch) {
-    const chunk = lines.slice(i, i + batch);
-    await db.transaction((tx) => tx.copyFrom(`COPY ${table} (${cols}) FROM STDIN`, `${chunk.join("\n")}\n`));
+  for (let i = 0; i < tuples.length; i += batch) {
+    const data = copyBinaryFile(tuples.slice(i, i + batch));
+    await db.transaction((tx) => tx.copyFromBinary(`COPY ${table} (${cols}) FROM STDIN WITH (FORMAT binary)`, data));
   }
   const s = (performance.now() - t0) / 1000;
   await db.query(`TRUNCATE ${table}`);
-  return lines.length / s;
+  return tuples.length / s;
 }
 
 async function ingestPath(db: Db, msgs: Msg[]): Promise<{ rate: number; stored: number; duplicates: number }> {
@@ -99,21 +101,21 @@ try {
     const msgs = messages(kind, n);
     const dup = msgs.filter((_, i) => i % Math.round(1 / Number(values.dup)) === 0);
     const withDupes = [...msgs, ...dup];
-    const lines = msgs.map((m) => {
+    const tuples = msgs.map((m) => {
       const o = classify(m.topic, m.payload, Date.now());
       if (o.type !== "row") throw new Error(`unexpected ${o.type}`);
-      return o.line;
+      return o.tuple;
     });
     const bytes = msgs.reduce((s, m) => s + m.payload.length, 0) / msgs.length;
     const decode = decodeRate(msgs.slice(0, 20_000));
-    const copy = await rawCopy(db, table, lines);
+    const copy = await rawCopy(db, table, tuples);
     const ing = await ingestPath(db, withDupes);
     const rows = Number((await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]?.n);
     const ok = rows === msgs.length && ing.duplicates === dup.length;
     console.log(
       `${kind.padEnd(6)} ${fmt(n)} rows (+${fmt(dup.length)} duplicates), ${Math.round(bytes)} B CBOR each\n` +
         `  decode+validate only : ${fmt(decode)} msg/s\n` +
-        `  raw COPY             : ${fmt(copy)} rows/s\n` +
+        `  raw COPY (binary)    : ${fmt(copy)} rows/s\n` +
         `  ingest path          : ${fmt(ing.rate)} msg/s (${((ing.rate / copy) * 100).toFixed(0)} % of raw COPY), stored ${fmt(ing.stored)}, duplicates ${fmt(ing.duplicates)}, table ${fmt(rows)} rows — exactly once: ${ok ? "yes" : "NO"}`,
     );
   }
