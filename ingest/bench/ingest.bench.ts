@@ -62,7 +62,8 @@ async function classifyChunked(msgs: Msg[], chunk = 100): Promise<BatchItem[]> {
   const items: BatchItem[] = [];
   for (let j = 0; j < msgs.length; j += chunk) {
     const now = Date.now();
-    for (const m of msgs.slice(j, j + chunk)) items.push({ ...m, receivedAt: now, outcome: classify(m.topic, m.payload, now) });
+    for (const m of msgs.slice(j, j + chunk))
+      items.push({ topic: m.topic, payload: m.payload, receivedAt: now, outcome: classify(m.topic, m.payload, now) });
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return items;

@@ -172,26 +172,20 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
   const mismatch = envelopeMatchesTopic(d);
   if (mismatch) return { type: "dead", stage: "envelope", reason: mismatch, dev: t.dev };
   const device: DeviceRef = { dev: t.dev, kind: t.kind, site: t.site };
-  const env = d.message as { dev: string; boot: number; seq: number; ts: number };
+  const env = d.message as EnvelopeFields;
   if (t.channel === "telemetry" || t.channel === "status" || t.channel === "event" || t.channel === "meta") {
     if (env.ts > MAX_DATE_MS)
       return { type: "dead", stage: "schema", reason: `ts ${env.ts} is beyond the representable date range`, dev: t.dev };
   }
-  const key = `${env.dev}\u0000${env.boot}\u0000${env.seq}`;
-  const row = (table: ChannelTable, tail: (w: CopyTupleWriter) => void, status?: StatusUpdate): Outcome => {
-    const tuple = renderTuple(table, env, receivedAt, tail);
-    if (typeof tuple === "string") return { type: "dead", stage: "store", reason: tuple, dev: t.dev };
-    return status ? { type: "row", table, device, key, ts: env.ts, tuple, status } : { type: "row", table, device, key, ts: env.ts, tuple };
-  };
   switch (t.channel) {
     case "telemetry":
       switch (t.kind) {
         case "fridge":
-          return row("fridge_readings", (w) => fridgeTail(w, d.message as FridgeReading));
+          return row("fridge_readings", device, env, receivedAt, fridgeTail, d.message as FridgeReading);
         case "sqal":
-          return row("sqal_samples", (w) => sqalTail(w, d.message as SqalSample));
+          return row("sqal_samples", device, env, receivedAt, sqalTail, d.message as SqalSample);
         case "gavage":
-          return row("feeding_records", (w) => feedingTail(w, d.message as FeedingRecord));
+          return row("feeding_records", device, env, receivedAt, feedingTail, d.message as FeedingRecord);
         default: {
           const never: never = t.kind;
           return never;
@@ -199,12 +193,10 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
       }
     case "status": {
       const s = d.message as Status;
-      return row("device_status", (w) => statusTail(w, s), { state: s.state, reason: s.reason ?? null, boot: s.boot });
+      return row("device_status", device, env, receivedAt, statusTail, s, { state: s.state, reason: s.reason ?? null, boot: s.boot });
     }
-    case "event": {
-      const e = d.message as DeviceEvent;
-      return row("events", (w) => eventTail(w, e, device));
-    }
+    case "event":
+      return row("events", device, env, receivedAt, eventTail, d.message as DeviceEvent);
     case "meta": {
       const m = d.message as Meta;
       const { v: _v, dev: _d, boot: _b, seq: _s, ts: _t, ...body } = m;
@@ -241,25 +233,43 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
 /** One scratch writer: classify is synchronous, and `take()` copies the tuple out. */
 const writer = new CopyTupleWriter(4096);
 
+interface EnvelopeFields {
+  dev: string;
+  boot: number;
+  seq: number;
+  ts: number;
+}
+
+/** Renders a table's own columns after the envelope (module-level functions: nothing allocated per message). */
+type Tail<M> = (w: CopyTupleWriter, message: M, device: DeviceRef) => void;
+
 /**
- * The envelope columns, then the table's own. A value that does not fit its column (e.g. a uint16 in a
- * smallint) cannot be written in binary; it is reported, like the server would refuse it in text, as the
- * reason for a `store` dead letter.
+ * A channel row: the envelope columns, then the table's own. A value that does not fit its column (e.g. a
+ * uint16 in a smallint) cannot be written in binary; like the server's refusal of it in text COPY, it
+ * becomes a `store` dead letter with the reason.
  */
-function renderTuple(
+function row<M>(
   table: ChannelTable,
-  env: { dev: string; boot: number; seq: number; ts: number },
+  device: DeviceRef,
+  env: EnvelopeFields,
   receivedAt: number,
-  tail: (w: CopyTupleWriter) => void,
-): Uint8Array | string {
+  tail: Tail<M>,
+  message: M,
+  status?: StatusUpdate,
+): Outcome {
+  let tuple: Uint8Array;
   try {
     writer.tuple(TABLE_COLUMNS[table].length).text(env.dev).int8(env.boot).int8(env.seq).timestamptz(env.ts).timestamptz(receivedAt);
-    tail(writer);
-    return writer.take();
+    tail(writer, message, device);
+    tuple = writer.take();
   } catch (e) {
-    if (e instanceof RangeError) return `${table}: ${e.message}`;
+    if (e instanceof RangeError) return { type: "dead", stage: "store", reason: `${table}: ${e.message}`, dev: device.dev };
     throw e;
   }
+  const key = `${env.dev}\u0000${env.boot}\u0000${env.seq}`;
+  return status
+    ? { type: "row", table, device, key, ts: env.ts, tuple, status }
+    : { type: "row", table, device, key, ts: env.ts, tuple };
 }
 
 function fridgeTail(w: CopyTupleWriter, r: FridgeReading): void {
