@@ -21,7 +21,17 @@ export const COPY_BINARY_HEADER: Uint8Array = Uint8Array.from([...SIGNATURE, 0, 
 export const COPY_BINARY_TRAILER: Uint8Array = Uint8Array.from([0xff, 0xff]);
 
 /** Type OIDs the array header must name (array_recv refuses an element type other than the column's). */
-export const PG_OID = { bool: 16, bytea: 17, int8: 20, int2: 21, int4: 23, text: 25, jsonb: 3802, float4: 700, float8: 701 } as const;
+export const PG_OID = {
+  bool: 16,
+  bytea: 17,
+  int8: 20,
+  int2: 21,
+  int4: 23,
+  text: 25,
+  jsonb: 3802,
+  float4: 700,
+  float8: 701,
+} as const;
 
 /** 2000-01-01T00:00:00Z in Unix ms: PostgreSQL's timestamp epoch. */
 const PG_EPOCH_MS = 946_684_800_000;

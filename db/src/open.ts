@@ -77,7 +77,9 @@ async function pgCopy(client: pg.PoolClient, sql: string, data: string | Uint8Ar
   await new Promise<void>((resolve, reject) => {
     stream.on("error", reject);
     stream.on("finish", () => resolve());
-    stream.end(typeof data === "string" || Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    stream.end(
+      typeof data === "string" || Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+    );
   });
   return Number(stream.rowCount ?? 0);
 }

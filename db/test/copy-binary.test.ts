@@ -18,7 +18,10 @@ describe("CopyTupleWriter (bytes)", () => {
     expect(file.length).toBe(19 + t.length + 2);
   });
   it("writes uint16 arrays little-endian whatever the input array type", () => {
-    const a = new CopyTupleWriter().tuple(1).byteaUint16LE(new Uint16Array([0x0102, 0xfffe])).take();
+    const a = new CopyTupleWriter()
+      .tuple(1)
+      .byteaUint16LE(new Uint16Array([0x0102, 0xfffe]))
+      .take();
     const b = new CopyTupleWriter().tuple(1).byteaUint16LE([0x0102, 0xfffe]).take();
     expect([...a]).toEqual([0, 1, 0, 0, 0, 4, 0x02, 0x01, 0xfe, 0xff]);
     expect(b).toEqual(a);
@@ -60,7 +63,7 @@ const ROWS: Row[] = [
     r: -1.5,
     d: Math.PI,
     ok: true,
-    t: "ünïcødé ✓ 𝄞 tab\there \\ \"quoted\"",
+    t: 'ünïcødé ✓ 𝄞 tab\there \\ "quoted"',
     raw: Uint8Array.from([0, 1, 254, 255]),
     at: new Date("2026-11-21T03:46:41.123Z"),
     tags: ["a", "b c", "é,{x}", ""],
@@ -157,9 +160,10 @@ function suite(name: string, open: () => Promise<{ db: Db; cleanup: () => Promis
       const stored = await ctx.db.transaction(async (tx) => {
         await tx.copyFromBinary("COPY copy_keys (k) FROM STDIN WITH (FORMAT binary)", keys([1, 2]));
         await tx.exec("SAVEPOINT s");
-        const err = await tx
-          .copyFromBinary("COPY copy_keys (k) FROM STDIN WITH (FORMAT binary)", keys([3, 2]))
-          .then(() => undefined, (e: unknown) => e as { code?: string });
+        const err = await tx.copyFromBinary("COPY copy_keys (k) FROM STDIN WITH (FORMAT binary)", keys([3, 2])).then(
+          () => undefined,
+          (e: unknown) => e as { code?: string },
+        );
         expect(err?.code).toBe("23505");
         await tx.exec("ROLLBACK TO SAVEPOINT s");
         return tx.query<{ k: number }>("SELECT k FROM copy_keys ORDER BY k");

@@ -69,10 +69,7 @@ async function classifyChunked(msgs: Msg[], chunk = 100): Promise<BatchItem[]> {
   return items;
 }
 
-async function ingestPath(
-  db: Db,
-  msgs: Msg[],
-): Promise<{ rate: number; stored: number; duplicates: number; nodeCpu: number }> {
+async function ingestPath(db: Db, msgs: Msg[]): Promise<{ rate: number; stored: number; duplicates: number; nodeCpu: number }> {
   const seen = new Map<string, number>();
   const cache = { get: (d: string) => seen.get(d) };
   let stored = 0;

@@ -147,12 +147,10 @@ export const ingestHttpPlugin: FastifyPluginAsync<IngestHttpOptions> = async (ap
       const device = await findDevice(db, id);
       const [from, to] = range(q);
       const t = TELEMETRY[device.kind];
-      const r = await db.query(`SELECT * FROM ${t.rows ?? t.table} WHERE dev = $1 AND ts >= $2 AND ts < $3 ORDER BY ts DESC LIMIT $4`, [
-        id,
-        from,
-        to,
-        q.limit,
-      ]);
+      const r = await db.query(
+        `SELECT * FROM ${t.rows ?? t.table} WHERE dev = $1 AND ts >= $2 AND ts < $3 ORDER BY ts DESC LIMIT $4`,
+        [id, from, to, q.limit],
+      );
       return { device: id, kind: device.kind, from, to, rows: r.rows };
     },
   );

@@ -193,7 +193,11 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
       }
     case "status": {
       const s = d.message as Status;
-      return row("device_status", device, env, receivedAt, statusTail, s, { state: s.state, reason: s.reason ?? null, boot: s.boot });
+      return row("device_status", device, env, receivedAt, statusTail, s, {
+        state: s.state,
+        reason: s.reason ?? null,
+        boot: s.boot,
+      });
     }
     case "event":
       return row("events", device, env, receivedAt, eventTail, d.message as DeviceEvent);
@@ -259,7 +263,13 @@ function row<M>(
 ): Outcome {
   let tuple: Uint8Array;
   try {
-    writer.tuple(TABLE_COLUMNS[table].length).text(env.dev).int8(env.boot).int8(env.seq).timestamptz(env.ts).timestamptz(receivedAt);
+    writer
+      .tuple(TABLE_COLUMNS[table].length)
+      .text(env.dev)
+      .int8(env.boot)
+      .int8(env.seq)
+      .timestamptz(env.ts)
+      .timestamptz(receivedAt);
     tail(writer, message, device);
     tuple = writer.take();
   } catch (e) {

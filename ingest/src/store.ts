@@ -142,8 +142,7 @@ export async function writeBatch(
       const stored = await copyExactlyOnce(tx, table, tuples, table === "device_status");
       result.inserted[table] = stored.inserted;
       result.duplicates[table] = tuples.length - stored.inserted;
-      if (table === "device_status")
-        result.statusApplied = await applyStatus(tx, stored.keys ?? statusByKey.keys(), statusByKey);
+      if (table === "device_status") result.statusApplied = await applyStatus(tx, stored.keys ?? statusByKey.keys(), statusByKey);
     }
     if (metaByDev.size > 0) result.metaApplied = await applyMeta(tx, metaByDev);
     if (dead.length > 0) {
