@@ -48,30 +48,38 @@ function pgQueryable(client: pg.PoolClient | pg.Pool): Queryable {
     async exec(sql: string): Promise<void> {
       await client.query(sql);
     },
-    async copyFrom(sql: string, data: string): Promise<number> {
-      if (!("release" in client)) {
-        const c = await client.connect();
-        let broken = false;
-        const onError = () => (broken = true);
-        c.on("error", onError);
-        try {
-          return await pgCopy(c, sql, data);
-        } finally {
-          c.off("error", onError);
-          c.release(broken ? true : undefined);
-        }
-      }
-      return pgCopy(client, sql, data);
+    copyFrom(sql: string, data: string): Promise<number> {
+      return pgCopyOn(client, sql, data);
+    },
+    copyFromBinary(sql: string, data: Uint8Array): Promise<number> {
+      return pgCopyOn(client, sql, data);
     },
   };
 }
 
-async function pgCopy(client: pg.PoolClient, sql: string, data: string): Promise<number> {
+/** COPY on a checked-out client, or on a client borrowed from the pool for just this statement. */
+async function pgCopyOn(client: pg.PoolClient | pg.Pool, sql: string, data: string | Uint8Array): Promise<number> {
+  if ("release" in client) return pgCopy(client, sql, data);
+  const c = await client.connect();
+  let broken = false;
+  const onError = () => (broken = true);
+  c.on("error", onError);
+  try {
+    return await pgCopy(c, sql, data);
+  } finally {
+    c.off("error", onError);
+    c.release(broken ? true : undefined);
+  }
+}
+
+async function pgCopy(client: pg.PoolClient, sql: string, data: string | Uint8Array): Promise<number> {
   const stream = client.query(copyFromStream(sql));
   await new Promise<void>((resolve, reject) => {
     stream.on("error", reject);
     stream.on("finish", () => resolve());
-    stream.end(data);
+    stream.end(
+      typeof data === "string" || Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+    );
   });
   return Number(stream.rowCount ?? 0);
 }
@@ -175,11 +183,19 @@ function pgliteQueryable(db: PgliteLike): Queryable {
     async exec(sql: string): Promise<void> {
       await db.exec(sql);
     },
-    async copyFrom(sql: string, data: string): Promise<number> {
-      const r = await db.query(sql.replace(/\bSTDIN\b/i, "'/dev/blob'"), [], { blob: new Blob([data]) });
-      return r.affectedRows ?? 0;
+    copyFrom(sql: string, data: string): Promise<number> {
+      return pgliteCopy(db, sql, new Blob([data]));
+    },
+    copyFromBinary(sql: string, data: Uint8Array): Promise<number> {
+      return pgliteCopy(db, sql, new Blob([data as Uint8Array<ArrayBuffer>]));
     },
   };
+}
+
+/** PGlite has no COPY sub-protocol: the data goes in as a Blob that the statement reads from `/dev/blob`. */
+async function pgliteCopy(db: PgliteLike, sql: string, blob: Blob): Promise<number> {
+  const r = await db.query(sql.replace(/\bSTDIN\b/i, "'/dev/blob'"), [], { blob });
+  return r.affectedRows ?? 0;
 }
 
 /**

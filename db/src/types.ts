@@ -20,6 +20,11 @@ export interface Queryable {
    * NULL, one row per line). Returns the number of rows copied. Available on both implementations.
    */
   copyFrom(sql: string, data: string): Promise<number>;
+  /**
+   * `COPY <table> [(cols)] FROM STDIN WITH (FORMAT binary)` with `data` a complete binary COPY stream
+   * (see `copy-binary.ts`). Returns the number of rows copied. Available on both implementations.
+   */
+  copyFromBinary(sql: string, data: Uint8Array): Promise<number>;
 }
 
 export interface Db extends Queryable {

@@ -49,13 +49,14 @@ export const DeadLettersQuerySchema = z.object({
   limit: limit(100, 1000),
 });
 
-const TELEMETRY: Record<(typeof DEVICE_KINDS)[number], { table: string; aggregates: string }> = {
+/** `rows`: what raw telemetry reads (sqal: the view that turns the stored ToF bytes back into arrays). */
+const TELEMETRY: Record<(typeof DEVICE_KINDS)[number], { table: string; rows?: string; aggregates: string }> = {
   fridge: {
     table: "fridge_readings",
     aggregates:
       "avg(t) AS t_avg, min(t) AS t_min, max(t) AS t_max, avg(p_lo) AS p_lo_avg, avg(p_hi) AS p_hi_avg, avg(i_comp) AS i_comp_avg, avg(v_sup) AS v_sup_avg, avg(vib) AS vib_avg, avg(rh) AS rh_avg, avg(flow) AS flow_avg, bool_or(door) AS door_opened",
   },
-  sqal: { table: "sqal_samples", aggregates: "avg(temp) AS temp_avg, count(DISTINCT lot) AS lots" },
+  sqal: { table: "sqal_samples", rows: "sqal_samples_arrays", aggregates: "avg(temp) AS temp_avg, count(DISTINCT lot) AS lots" },
   gavage: {
     table: "feeding_records",
     aggregates: "avg(weight) AS weight_avg, sum(dose) AS dose_sum, min(alive) AS alive_min, max(mortality) AS mortality_max",
@@ -146,12 +147,10 @@ export const ingestHttpPlugin: FastifyPluginAsync<IngestHttpOptions> = async (ap
       const device = await findDevice(db, id);
       const [from, to] = range(q);
       const t = TELEMETRY[device.kind];
-      const r = await db.query(`SELECT * FROM ${t.table} WHERE dev = $1 AND ts >= $2 AND ts < $3 ORDER BY ts DESC LIMIT $4`, [
-        id,
-        from,
-        to,
-        q.limit,
-      ]);
+      const r = await db.query(
+        `SELECT * FROM ${t.rows ?? t.table} WHERE dev = $1 AND ts >= $2 AND ts < $3 ORDER BY ts DESC LIMIT $4`,
+        [id, from, to, q.limit],
+      );
       return { device: id, kind: device.kind, from, to, rows: r.rows };
     },
   );

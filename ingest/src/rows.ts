@@ -10,10 +10,11 @@ import {
   type SqalSample,
   type Status,
 } from "@esp-fleet/schemas";
+import { CopyTupleWriter } from "@esp-fleet/db/copy-binary";
 
 /**
  * Pure mapping from a received MQTT message to what ingest stores: a row of one channel table (already
- * rendered as a line of PostgreSQL COPY text), a registry update, or a dead letter. No I/O.
+ * rendered as a binary COPY tuple, in `TABLE_COLUMNS` order), a registry update, or a dead letter. No I/O.
  */
 
 export type ChannelTable = "fridge_readings" | "sqal_samples" | "feeding_records" | "device_status" | "events";
@@ -135,7 +136,17 @@ export interface MetaUpdate {
 }
 
 export type Outcome =
-  | { type: "row"; table: ChannelTable; device: DeviceRef; key: string; line: string; ts: number; status?: StatusUpdate }
+  | {
+      type: "row";
+      table: ChannelTable;
+      device: DeviceRef;
+      /** The idempotency key (dev, boot, seq) joined with NULs. */
+      key: string;
+      /** The row as one tuple of a binary COPY stream (`copyBinaryFile` assembles a batch). */
+      tuple: Uint8Array;
+      ts: number;
+      status?: StatusUpdate;
+    }
   | { type: "meta"; device: DeviceRef; meta: MetaUpdate; ts: number }
   | { type: "dead"; stage: string; reason: string; dev: string | null }
   | { type: "ignored"; reason: string };
@@ -161,43 +172,20 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
   const mismatch = envelopeMatchesTopic(d);
   if (mismatch) return { type: "dead", stage: "envelope", reason: mismatch, dev: t.dev };
   const device: DeviceRef = { dev: t.dev, kind: t.kind, site: t.site };
-  const env = d.message as { dev: string; boot: number; seq: number; ts: number };
+  const env = d.message as EnvelopeFields;
   if (t.channel === "telemetry" || t.channel === "status" || t.channel === "event" || t.channel === "meta") {
     if (env.ts > MAX_DATE_MS)
       return { type: "dead", stage: "schema", reason: `ts ${env.ts} is beyond the representable date range`, dev: t.dev };
   }
-  const head = () => `${copyText(env.dev)}\t${env.boot}\t${env.seq}\t${iso(env.ts)}\t${iso(receivedAt)}`;
-  const key = `${env.dev}\u0000${env.boot}\u0000${env.seq}`;
   switch (t.channel) {
     case "telemetry":
       switch (t.kind) {
         case "fridge":
-          return {
-            type: "row",
-            table: "fridge_readings",
-            device,
-            key,
-            ts: env.ts,
-            line: `${head()}\t${fridgeTail(d.message as FridgeReading)}`,
-          };
+          return row("fridge_readings", device, env, receivedAt, fridgeTail, d.message as FridgeReading);
         case "sqal":
-          return {
-            type: "row",
-            table: "sqal_samples",
-            device,
-            key,
-            ts: env.ts,
-            line: `${head()}\t${sqalTail(d.message as SqalSample)}`,
-          };
+          return row("sqal_samples", device, env, receivedAt, sqalTail, d.message as SqalSample);
         case "gavage":
-          return {
-            type: "row",
-            table: "feeding_records",
-            device,
-            key,
-            ts: env.ts,
-            line: `${head()}\t${feedingTail(d.message as FeedingRecord)}`,
-          };
+          return row("feeding_records", device, env, receivedAt, feedingTail, d.message as FeedingRecord);
         default: {
           const never: never = t.kind;
           return never;
@@ -205,20 +193,14 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
       }
     case "status": {
       const s = d.message as Status;
-      return {
-        type: "row",
-        table: "device_status",
-        device,
-        key,
-        ts: env.ts,
-        line: `${head()}\t${statusTail(s)}`,
-        status: { state: s.state, reason: s.reason ?? null, boot: s.boot },
-      };
+      return row("device_status", device, env, receivedAt, statusTail, s, {
+        state: s.state,
+        reason: s.reason ?? null,
+        boot: s.boot,
+      });
     }
-    case "event": {
-      const e = d.message as DeviceEvent;
-      return { type: "row", table: "events", device, key, ts: env.ts, line: `${head()}\t${eventTail(e, device)}` };
-    }
+    case "event":
+      return row("events", device, env, receivedAt, eventTail, d.message as DeviceEvent);
     case "meta": {
       const m = d.message as Meta;
       const { v: _v, dev: _d, boot: _b, seq: _s, ts: _t, ...body } = m;
@@ -250,121 +232,146 @@ export function classify(topic: string, payload: Uint8Array, receivedAt: number)
   }
 }
 
-// ------------------------------------------------------------------------------ COPY text rendering
+// ---------------------------------------------------------------------------- binary COPY rendering
 
-const N = "\\N";
+/** One scratch writer: classify is synchronous, and `take()` copies the tuple out. */
+const writer = new CopyTupleWriter(4096);
+
+interface EnvelopeFields {
+  dev: string;
+  boot: number;
+  seq: number;
+  ts: number;
+}
+
+/** Renders a table's own columns after the envelope (module-level functions: nothing allocated per message). */
+type Tail<M> = (w: CopyTupleWriter, message: M, device: DeviceRef) => void;
+
+/**
+ * A channel row: the envelope columns, then the table's own. A value that does not fit its column (e.g. a
+ * uint16 in a smallint) cannot be written in binary; like the server's refusal of it in text COPY, it
+ * becomes a `store` dead letter with the reason.
+ */
+function row<M>(
+  table: ChannelTable,
+  device: DeviceRef,
+  env: EnvelopeFields,
+  receivedAt: number,
+  tail: Tail<M>,
+  message: M,
+  status?: StatusUpdate,
+): Outcome {
+  let tuple: Uint8Array;
+  try {
+    writer
+      .tuple(TABLE_COLUMNS[table].length)
+      .text(env.dev)
+      .int8(env.boot)
+      .int8(env.seq)
+      .timestamptz(env.ts)
+      .timestamptz(receivedAt);
+    tail(writer, message, device);
+    tuple = writer.take();
+  } catch (e) {
+    if (e instanceof RangeError) return { type: "dead", stage: "store", reason: `${table}: ${e.message}`, dev: device.dev };
+    throw e;
+  }
+  const key = `${env.dev}\u0000${env.boot}\u0000${env.seq}`;
+  return status
+    ? { type: "row", table, device, key, ts: env.ts, tuple, status }
+    : { type: "row", table, device, key, ts: env.ts, tuple };
+}
+
+function fridgeTail(w: CopyTupleWriter, r: FridgeReading): void {
+  w.float4(r.t)
+    .float4(r.t_evap)
+    .float4(r.p_lo)
+    .float4(r.p_hi)
+    .float4(r.i_comp)
+    .float4(r.v_sup)
+    .float4(r.vib)
+    .float4(r.rh)
+    .float4(r.flow)
+    .bool(r.door)
+    .bool(r.comp)
+    .bool(r.defrost)
+    .text(r.sim?.fault ?? null)
+    .bool(r.sim !== undefined);
+}
+
+/** The ToF matrices go in as the wire's bytes (migration 002): uint16 little-endian, uint8 as is. */
+function sqalTail(w: CopyTupleWriter, s: SqalSample): void {
+  const spec = s.spec;
+  w.text(s.sample)
+    .text(s.lot)
+    .int4(s.idx)
+    .byteaUint16LE(s.tof.dist)
+    .bytea(s.tof.status)
+    .bytea(s.tof.refl)
+    .byteaUint16LE(s.tof.amp)
+    .int4(s.tof.amb)
+    .int2(s.tof.h)
+    .int4Array(AS7341_CHANNELS.map((c) => spec[c]))
+    .int2(spec.gain)
+    .int2(spec.atime)
+    .int4(spec.astep)
+    .float4(s.temp)
+    .text(s.sim?.tier ?? null)
+    .textArray(s.sim ? s.sim.defects : null);
+}
+
+function feedingTail(w: CopyTupleWriter, f: FeedingRecord): void {
+  w.text(f.lot)
+    .text(f.site)
+    .int4(f.feeder_id)
+    .text(f.feeder)
+    .text(f.genetics)
+    .int2(f.day)
+    .int2(f.days)
+    .text(f.moment)
+    .float4(f.dose_th)
+    .float4(f.dose)
+    .float4(f.weight)
+    .int4(f.alive)
+    .int4(f.initial)
+    .float4(f.mortality)
+    .float4(f.pen_t)
+    .float4(f.pen_rh)
+    .bool(f.ready);
+}
+
+function statusTail(w: CopyTupleWriter, s: Status): void {
+  const c = s.cnt;
+  w.text(s.state)
+    .text(s.reason)
+    .int8(s.uptime)
+    .int8(s.heap)
+    .int2(s.rssi)
+    .int8(c?.sent)
+    .int8(c?.buffered)
+    .int8(c?.dropped)
+    .int8(c?.reconnects)
+    .int8(c?.i2c_err);
+}
+
+function eventTail(w: CopyTupleWriter, e: DeviceEvent, d: DeviceRef): void {
+  w.text(d.kind)
+    .text(d.site)
+    .text(e.type)
+    .text(e.sev)
+    .text(e.msg)
+    .text(e.fault)
+    .jsonb(e.data ? JSON.stringify(e.data) : null);
+}
+
+// -------------------------------------------------------------------- COPY text (dead letters)
+
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 
 /** A text value in COPY text format. */
 export function copyText(s: string): string {
   if (!NEEDS_ESCAPE.test(s)) return s;
   return s.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r");
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-const opt = (v: number | undefined | null): string => (v === undefined || v === null ? N : String(v));
-const optText = (v: string | undefined | null): string => (v === undefined || v === null ? N : copyText(v));
-const bool = (v: boolean): string => (v ? "t" : "f");
-const intArray = (v: ArrayLike<number> & { join(sep: string): string }): string => `{${v.join(",")}}`;
-
-/** A text[] literal, then escaped for COPY. */
-function textArray(v: readonly string[]): string {
-  const inner = v.map((s) => `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",");
-  return copyText(`{${inner}}`);
-}
-
-function fridgeTail(r: FridgeReading): string {
-  return [
-    r.t,
-    opt(r.t_evap),
-    r.p_lo,
-    r.p_hi,
-    r.i_comp,
-    r.v_sup,
-    r.vib,
-    r.rh,
-    r.flow,
-    bool(r.door),
-    bool(r.comp),
-    bool(r.defrost),
-    optText(r.sim?.fault ?? null),
-    bool(r.sim !== undefined),
-  ].join("\t");
-}
-
-function sqalTail(s: SqalSample): string {
-  const spec = s.spec;
-  const counts = AS7341_CHANNELS.map((c) => spec[c]).join(",");
-  return [
-    copyText(s.sample),
-    optText(s.lot),
-    opt(s.idx),
-    intArray(s.tof.dist),
-    intArray(s.tof.status),
-    intArray(s.tof.refl),
-    intArray(s.tof.amp),
-    opt(s.tof.amb),
-    s.tof.h,
-    `{${counts}}`,
-    spec.gain,
-    spec.atime,
-    spec.astep,
-    opt(s.temp),
-    optText(s.sim?.tier ?? null),
-    s.sim ? textArray(s.sim.defects) : N,
-  ].join("\t");
-}
-
-function feedingTail(f: FeedingRecord): string {
-  return [
-    copyText(f.lot),
-    copyText(f.site),
-    f.feeder_id,
-    copyText(f.feeder),
-    f.genetics,
-    f.day,
-    f.days,
-    f.moment,
-    f.dose_th,
-    f.dose,
-    f.weight,
-    f.alive,
-    f.initial,
-    f.mortality,
-    f.pen_t,
-    f.pen_rh,
-    bool(f.ready),
-  ].join("\t");
-}
-
-function statusTail(s: Status): string {
-  const c = s.cnt;
-  return [
-    s.state,
-    optText(s.reason),
-    opt(s.uptime),
-    opt(s.heap),
-    opt(s.rssi),
-    opt(c?.sent),
-    opt(c?.buffered),
-    opt(c?.dropped),
-    opt(c?.reconnects),
-    opt(c?.i2c_err),
-  ].join("\t");
-}
-
-function eventTail(e: DeviceEvent, d: DeviceRef): string {
-  return [
-    d.kind,
-    copyText(d.site),
-    e.type,
-    e.sev,
-    optText(e.msg),
-    optText(e.fault),
-    e.data ? copyText(JSON.stringify(e.data)) : N,
-  ].join("\t");
 }
 
 /** Bytes as a bytea value in COPY text format (`\\x…`). */

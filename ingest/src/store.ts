@@ -1,4 +1,5 @@
 import type { Db, Queryable } from "@esp-fleet/db";
+import { copyBinaryFile } from "@esp-fleet/db/copy-binary";
 import {
   CHANNEL_TABLES,
   TABLE_COLUMNS,
@@ -11,9 +12,16 @@ import {
 } from "./rows.ts";
 
 /**
- * One batch → one transaction: every channel row COPYed into a session-temporary staging table and moved
- * with `INSERT … SELECT … ON CONFLICT DO NOTHING` (the idempotency key (dev, boot, seq)), dead letters
- * COPYed, the device registry upserted. Nothing is acknowledged before this commits.
+ * One batch → one transaction: the channel rows of each table binary-COPYed straight into the table, dead
+ * letters COPYed, the device registry upserted. Nothing is acknowledged before this commits.
+ *
+ * Exactly once, cheaply: duplicates are rare in steady state (a redelivery after a crash or a reconnect),
+ * so each table's rows first go in with one plain COPY inside a savepoint. If any of them is already
+ * stored (or twice in the batch) the COPY fails with unique_violation; the savepoint is rolled back and
+ * that table's rows take the dedup path — COPY into a session-temporary staging table, then
+ * `INSERT … SELECT … ON CONFLICT DO NOTHING` on the idempotency key (dev, boot, seq) — which counts
+ * inserted and duplicate rows exactly. The common case costs one COPY instead of a COPY plus an
+ * INSERT … SELECT (which doubled the server's time).
  */
 
 export interface BatchItem {
@@ -49,7 +57,7 @@ export async function writeBatch(
   cache: LastSeenCache,
   lastSeenResolutionMs: number,
 ): Promise<BatchResult> {
-  const byTable = new Map<ChannelTable, string[]>();
+  const byTable = new Map<ChannelTable, Uint8Array[]>();
   const statusByKey = new Map<
     string,
     { dev: string; state: string; reason: string | null; boot: number; at: number; order: number }
@@ -72,9 +80,9 @@ export async function writeBatch(
     const o = item.outcome;
     switch (o.type) {
       case "row": {
-        let lines = byTable.get(o.table);
-        if (!lines) byTable.set(o.table, (lines = []));
-        lines.push(o.line);
+        let tuples = byTable.get(o.table);
+        if (!tuples) byTable.set(o.table, (tuples = []));
+        tuples.push(o.tuple);
         touch(o.device, item.receivedAt, o.status !== undefined);
         if (o.status) statusByKey.set(o.key, { dev: o.device.dev, ...o.status, at: item.receivedAt, order });
         break;
@@ -130,22 +138,11 @@ export async function writeBatch(
       );
       for (const d of upserts) result.seen.set(d.ref.dev, d.last);
     }
-    if (byTable.size > 0) await tx.exec(STAGING_DDL);
-    for (const [table, lines] of byTable) {
-      const cols = TABLE_COLUMNS[table].join(", ");
-      await tx.copyFrom(`COPY stage_${table} (${cols}) FROM STDIN`, `${lines.join("\n")}\n`);
-      if (table === "device_status") {
-        const r = await tx.query<{ dev: string; boot: number; seq: number }>(
-          `INSERT INTO ${table} (${cols}) SELECT ${cols} FROM stage_${table} ON CONFLICT DO NOTHING RETURNING dev, boot, seq`,
-        );
-        result.inserted[table] = r.rowCount;
-        result.duplicates[table] = lines.length - r.rowCount;
-        result.statusApplied = await applyStatus(tx, r.rows, statusByKey);
-      } else {
-        const r = await tx.query(`INSERT INTO ${table} (${cols}) SELECT ${cols} FROM stage_${table} ON CONFLICT DO NOTHING`);
-        result.inserted[table] = r.rowCount;
-        result.duplicates[table] = lines.length - r.rowCount;
-      }
+    for (const [table, tuples] of byTable) {
+      const stored = await copyExactlyOnce(tx, table, tuples, table === "device_status");
+      result.inserted[table] = stored.inserted;
+      result.duplicates[table] = tuples.length - stored.inserted;
+      if (table === "device_status") result.statusApplied = await applyStatus(tx, stored.keys ?? statusByKey.keys(), statusByKey);
     }
     if (metaByDev.size > 0) result.metaApplied = await applyMeta(tx, metaByDev);
     if (dead.length > 0) {
@@ -158,21 +155,52 @@ export async function writeBatch(
   return result;
 }
 
+const UNIQUE_VIOLATION = "23505";
+
+/**
+ * Store `tuples` (binary COPY tuples of `table`) once each. `keys` (the stored rows' idempotency keys) is
+ * undefined when every tuple was stored; it is only collected, on the dedup path, when `wantKeys`.
+ */
+async function copyExactlyOnce(
+  tx: Queryable,
+  table: ChannelTable,
+  tuples: readonly Uint8Array[],
+  wantKeys: boolean,
+): Promise<{ inserted: number; keys?: string[] }> {
+  const cols = TABLE_COLUMNS[table].join(", ");
+  const data = copyBinaryFile(tuples);
+  await tx.exec("SAVEPOINT ingest_copy");
+  try {
+    const inserted = await tx.copyFromBinary(`COPY ${table} (${cols}) FROM STDIN WITH (FORMAT binary)`, data);
+    await tx.exec("RELEASE SAVEPOINT ingest_copy");
+    return { inserted };
+  } catch (e) {
+    if ((e as { code?: unknown } | null)?.code !== UNIQUE_VIOLATION) throw e;
+    await tx.exec("ROLLBACK TO SAVEPOINT ingest_copy");
+  }
+  await tx.exec(STAGING_DDL);
+  await tx.copyFromBinary(`COPY stage_${table} (${cols}) FROM STDIN WITH (FORMAT binary)`, data);
+  const insert = `INSERT INTO ${table} (${cols}) SELECT ${cols} FROM stage_${table} ON CONFLICT DO NOTHING`;
+  if (!wantKeys) return { inserted: (await tx.query(insert)).rowCount };
+  const r = await tx.query<{ dev: string; boot: number; seq: number }>(`${insert} RETURNING dev, boot, seq`);
+  return { inserted: r.rowCount, keys: r.rows.map((k) => `${k.dev}\u0000${k.boot}\u0000${k.seq}`) };
+}
+
 /**
  * Registry status from newly stored status messages only (a redelivered or re-sent retained status is a
  * duplicate and changes nothing), the last one received per device, and never older than what is there.
  */
 async function applyStatus(
   tx: Queryable,
-  stored: readonly { dev: string; boot: number; seq: number }[],
+  storedKeys: Iterable<string>,
   byKey: Map<string, { dev: string; state: string; reason: string | null; boot: number; at: number; order: number }>,
 ): Promise<number> {
   const latest = new Map<
     string,
     { dev: string; state: string; reason: string | null; boot: number; at: number; order: number }
   >();
-  for (const row of stored) {
-    const s = byKey.get(`${row.dev}\u0000${row.boot}\u0000${row.seq}`);
+  for (const key of storedKeys) {
+    const s = byKey.get(key);
     if (!s) continue;
     const prev = latest.get(s.dev);
     if (!prev || prev.order < s.order) latest.set(s.dev, s);

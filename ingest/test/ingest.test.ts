@@ -80,10 +80,27 @@ function suite(name: string, openTestDb: () => Promise<{ db: Db; cleanup(): Prom
       for (const d of devs.rows) expect(d).toMatchObject({ status: "online", fw: "1.2.3", emulated: true });
       const s = ingest.stats();
       expect(s.duplicates).toBeGreaterThanOrEqual(dupes.length - 3 * 9); // meta duplicates are registry no-ops, not rows
-      const sample = await db.query<{ tof_dist: number[]; spec_counts: number[]; sim_defects: string[] }>(
-        "SELECT tof_dist, spec_counts, sim_defects FROM sqal_samples LIMIT 1",
+      // ToF frames are stored as the wire's bytes (migration 002) and read back as arrays through the view.
+      const sample = await db.query<{
+        seq: number;
+        tof_dist: number[];
+        tof_status: number[];
+        tof_refl: number[];
+        tof_amp: number[];
+        spec_counts: number[];
+        sim_defects: string[];
+        raw_dist: Uint8Array;
+      }>(
+        `SELECT a.seq, a.tof_dist, a.tof_status, a.tof_refl, a.tof_amp, a.spec_counts, a.sim_defects, s.tof_dist AS raw_dist
+         FROM sqal_samples_arrays a JOIN sqal_samples s USING (dev, boot, seq) ORDER BY a.dev, a.seq DESC LIMIT 1`,
       );
-      expect(sample.rows[0]!.tof_dist).toHaveLength(64);
+      const row = sample.rows[0]!;
+      const dist = Array.from({ length: 64 }, (_, i) => 20 + ((i * 7 + row.seq) % 60));
+      expect(row.tof_dist).toEqual(dist);
+      expect([...row.raw_dist]).toEqual(dist.flatMap((v) => [v & 0xff, v >> 8]));
+      expect(row.tof_status).toEqual(new Array(64).fill(5));
+      expect(row.tof_refl).toEqual(new Array(64).fill(40));
+      expect(row.tof_amp).toEqual(new Array(64).fill(1200));
       expect(sample.rows[0]!.spec_counts).toHaveLength(10);
       expect(sample.rows[0]!.sim_defects).toEqual(["foreign_body"]);
     });
@@ -157,6 +174,9 @@ function suite(name: string, openTestDb: () => Promise<{ db: Db; cleanup(): Prom
         const tel = await app.inject({ url: `/api/v1/devices/${dev}/telemetry?limit=5` });
         expect(tel.statusCode).toBe(200);
         expect(tel.json().rows).toHaveLength(5);
+        const station = await app.inject({ url: `/api/v1/devices/${stations[0]!.dev}/telemetry?limit=2` });
+        expect(station.json().rows[0].tof_dist).toHaveLength(64);
+        expect(station.json().rows[0].tof_status[0]).toBe(5);
         const b = await app.inject({ url: `/api/v1/devices/${dev}/telemetry/buckets?bucket=1h` });
         expect(b.statusCode).toBe(200);
         expect(b.json().buckets.reduce((s: number, x: { n: number }) => s + Number(x.n), 0)).toBe(61);

@@ -1,31 +1,68 @@
 import { describe, expect, it } from "vitest";
-import { encodeCbor } from "@esp-fleet/schemas";
-import { classify, copyText } from "../src/rows.ts";
+import { decodeCbor, encodeCbor } from "@esp-fleet/schemas";
+import { TABLE_COLUMNS, classify, copyText } from "../src/rows.ts";
 import { isTransientDbError } from "../src/store.ts";
 import { deviceHash, ownsDevice, parsePartition, subscriptionFilters } from "../src/partition.ts";
 import { fridgeReading, sqalSample } from "./helpers.ts";
 
+/** The fields of one binary COPY tuple (null for NULL). */
+function fields(tuple: Uint8Array): (Buffer | null)[] {
+  const b = Buffer.from(tuple);
+  const out: (Buffer | null)[] = [];
+  let p = 2;
+  for (let i = 0; i < b.readInt16BE(0); i++) {
+    const n = b.readInt32BE(p);
+    out.push(n < 0 ? null : b.subarray(p + 4, p + 4 + n));
+    p += 4 + Math.max(n, 0);
+  }
+  expect(p).toBe(b.length);
+  return out;
+}
+
+/** Unix ms from a binary timestamptz (µs since 2000-01-01). */
+const tsMs = (f: Buffer | null) => Number(f!.readBigInt64BE(0) / 1000n) + 946_684_800_000;
+
 describe("classify", () => {
-  it("renders a fridge reading as one COPY line with envelope, receive time and ground truth", () => {
-    const o = classify(
-      fridgeReading({ site: "LL", kind: "fridge", dev: "F1" }, 2, 7, 1_700_000_000_000).topic,
-      fridgeReading({ site: "LL", kind: "fridge", dev: "F1" }, 2, 7, 1_700_000_000_000).payload,
-      1_700_000_000_500,
-    );
+  it("renders a fridge reading as one binary COPY tuple with envelope, receive time and ground truth", () => {
+    const m = fridgeReading({ site: "LL", kind: "fridge", dev: "F1" }, 2, 7, 1_700_000_000_000);
+    const o = classify(m.topic, m.payload, 1_700_000_000_500);
     expect(o.type).toBe("row");
     if (o.type !== "row") return;
     expect(o.table).toBe("fridge_readings");
-    const cols = o.line.split("\t");
-    expect(cols.slice(0, 5)).toEqual(["F1", "2", "7", "2023-11-14T22:13:20.000Z", "2023-11-14T22:13:20.500Z"]);
-    expect(cols.at(-2)).toBe("\\N"); // sim.fault null
-    expect(cols.at(-1)).toBe("t"); // ground truth present
+    const f = fields(o.tuple);
+    expect(f).toHaveLength(TABLE_COLUMNS.fridge_readings.length);
+    expect(f[0]!.toString()).toBe("F1");
+    expect([f[1]!.readBigInt64BE(0), f[2]!.readBigInt64BE(0)]).toEqual([2n, 7n]);
+    expect([tsMs(f[3]!), tsMs(f[4]!)]).toEqual([1_700_000_000_000, 1_700_000_000_500]);
+    expect(f[5]!.readFloatBE(0)).toBeCloseTo(4.5 + 0.7, 5); // t
+    expect(f.at(-2)).toBeNull(); // sim.fault null
+    expect([...f.at(-1)!]).toEqual([1]); // ground truth present
   });
 
-  it("renders SQAL arrays as PostgreSQL array literals", () => {
+  it("renders SQAL ToF frames as the wire's little-endian bytes and the spectrum as int4[]", () => {
     const m = sqalSample({ site: "LL", kind: "sqal", dev: "S1" }, 1, 0);
     const o = classify(m.topic, m.payload, Date.now());
-    expect(o.type === "row" && o.line).toMatch(/\t\{5,5,5,/);
-    expect(o.type === "row" && o.line).toContain('{"foreign_body"}');
+    if (o.type !== "row") throw new Error(`expected a row, got ${o.type}`);
+    const f = fields(o.tuple);
+    const col = (name: string) => f[TABLE_COLUMNS.sqal_samples.indexOf(name)]!;
+    const dist = Array.from({ length: 64 }, (_, i) => 20 + ((i * 7) % 60));
+    expect([...col("tof_dist")]).toEqual(dist.flatMap((v) => [v & 0xff, v >> 8]));
+    expect([...col("tof_status")]).toEqual(new Array(64).fill(5));
+    expect(col("tof_amp").readUInt16LE(0)).toBe(1200);
+    expect(col("spec_counts").readInt32BE(12)).toBe(10); // one dimension of 10 elements
+    expect(col("sim_defects").includes(Buffer.from("foreign_body"))).toBe(true);
+  });
+
+  it("dead-letters a value its column cannot hold, at stage store, instead of wrapping it", () => {
+    // tof.h is a uint16 on the wire and a smallint in the table: 40,000 passes the schema, not the column.
+    const m = sqalSample({ site: "LL", kind: "sqal", dev: "S1" }, 1, 0);
+    const decoded = decodeCbor(m.payload);
+    if (!decoded.ok) throw new Error(decoded.error);
+    const msg = decoded.value as { tof: { h: number } };
+    msg.tof.h = 40_000;
+    const o = classify(m.topic, encodeCbor(msg), Date.now());
+    expect(o).toMatchObject({ type: "dead", stage: "store", dev: "S1" });
+    expect(o.type === "dead" && o.reason).toMatch(/sqal_samples/);
   });
 
   it("dead-letters each failure with its stage", () => {
