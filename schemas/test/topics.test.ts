@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { commandFilter, commandReplyTopic, commandTopic, deviceTopic, parseTopic, serviceTopic } from "../src/topics.ts";
+import {
+  commandFilter,
+  commandReplyTopic,
+  commandTopic,
+  deviceTopic,
+  parseTopic,
+  parseTopicCached,
+  serviceTopic,
+} from "../src/topics.ts";
 
 const dev = { site: "LL", kind: "sqal" as const, dev: "ESP32_LL_01" };
 
@@ -43,5 +51,24 @@ describe("topics", () => {
     const r = parseTopic(topic);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error).toMatch(reason);
+  });
+});
+
+describe("parseTopicCached", () => {
+  it("answers as parseTopic does, with one frozen result per topic", () => {
+    for (const t of [
+      "LL/sqal/ESP32_LL_01/telemetry",
+      "LL/fridge/F1/cmd/fault/res",
+      "svc/sqal/lots/LL2512001",
+      "json/LL/sqal/D/status",
+      "bad/topic",
+      "LL/toaster/D/telemetry",
+    ]) {
+      const r = parseTopicCached(t);
+      expect(r).toEqual(parseTopic(t));
+      expect(parseTopicCached(t)).toBe(r);
+      expect(Object.isFrozen(r)).toBe(true);
+      if (r.ok) expect(Object.isFrozen(r.value)).toBe(true);
+    }
   });
 });
