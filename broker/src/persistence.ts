@@ -1,6 +1,8 @@
 import { createRequire } from "node:module";
 import { Redis } from "ioredis";
+import type { Readable } from "node:stream";
 import type { Logger } from "@esp-fleet/common/logger";
+import { RetainedIndex } from "./retained-index.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -10,6 +12,8 @@ interface PersistenceLike {
   outgoingEnqueueCombi(subs: { clientId: string }[], packet: { topic: string }): Promise<void>;
   outgoingUpdate(client: { id: string }, packet: unknown): Promise<void>;
   outgoingClearMessageId(client: { id: string }, packet: unknown): Promise<unknown>;
+  storeRetained(packet: { topic: string; payload: Uint8Array }): Promise<void>;
+  createRetainedStream?(pattern: string): Readable;
   createRetainedStreamCombi?(patterns: string[]): AsyncIterable<unknown>;
   destroy?(): Promise<void>;
 }
@@ -42,6 +46,8 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
   if (!redisUrl) {
     const memory = require("aedes-persistence") as () => PersistenceLike;
     const persistence = memory();
+    // Retained messages indexed by topic level: a device's SUBSCRIBE no longer scans every retained message.
+    new RetainedIndex().install(persistence);
     // The in-memory store keeps its queues private; count them as they are filled and acknowledged.
     const counts = new Map<string, number>();
     const add = (id: string, n: number) => {

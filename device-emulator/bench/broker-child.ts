@@ -1,12 +1,20 @@
 /**
- * A plain in-memory Aedes broker in its own process (so the emulator's CPU and memory are measured
+ * An in-memory Aedes broker (with the broker package's in-memory backend — retained messages indexed by
+ * topic level, see broker/src/retained-index.ts) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time
  * and RSS. Stops on SIGTERM. Usage: tsx device-emulator/bench/broker-child.ts [port]
  */
 import { createServer, type AddressInfo } from "node:net";
 import { Aedes } from "aedes";
+import { createBackend } from "@esp-fleet/broker/persistence";
+import { silentLogger } from "@esp-fleet/common/logger";
 
-const aedes = await Aedes.createBroker({ drainTimeout: 5000, concurrency: 1000 });
+const backend = await createBackend(undefined, silentLogger());
+const aedes = await Aedes.createBroker({
+  drainTimeout: 5000,
+  concurrency: 1000,
+  persistence: backend.persistence as never,
+});
 const server = createServer(aedes.handle);
 const port = Number(process.argv[2] ?? 0);
 await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
