@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { NOT_HANDLED, readCbor } from "../src/cbor-reader.ts";
 import { decodeCbor, decodeCborReference, encodeCbor } from "../src/codec.ts";
+import { same } from "./same-value.ts";
 
 /**
  * The hot-path reader must give cbor-x's answer whenever it gives one: the same values, the same
@@ -10,31 +11,6 @@ import { decodeCbor, decodeCborReference, encodeCbor } from "../src/codec.ts";
  * every payload cbor-x rejects (so errors stay cbor-x's). decodeCbor (reader, then cbor-x) must equal
  * decodeCborReference (cbor-x alone) on every input.
  */
-
-/** Equality that tells apart what toEqual does not: -0, NaN, Buffer vs Uint8Array, views vs copies, key order. */
-function same(a: unknown, b: unknown): boolean {
-  if (Object.is(a, b)) return true;
-  if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) {
-    if (!ArrayBuffer.isView(a) || !ArrayBuffer.isView(b) || a.constructor !== b.constructor) return false;
-    if ((a.buffer === b.buffer) !== (a.byteOffset === b.byteOffset && a.buffer === b.buffer)) return false;
-    const x = a as unknown as ArrayLike<number>;
-    const y = b as unknown as ArrayLike<number>;
-    return x.length === y.length && Array.from(x).every((v, i) => Object.is(v, y[i]));
-  }
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => same(v, b[i]));
-  }
-  if (a === null || b === null || typeof a !== "object" || typeof b !== "object") return false;
-  if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
-  // cbor-x turns tag 27 into an Error; two decodes of one payload differ only in their stack traces.
-  if (a instanceof Error && b instanceof Error) return a.name === b.name && a.message === b.message;
-  const ka = Reflect.ownKeys(a);
-  const kb = Reflect.ownKeys(b);
-  return (
-    ka.length === kb.length &&
-    ka.every((k, i) => k === kb[i] && same((a as Record<PropertyKey, unknown>)[k], (b as Record<PropertyKey, unknown>)[k]))
-  );
-}
 
 /** Shares memory with `input` exactly where cbor-x's value does (a view), or is a copy where cbor-x's is. */
 function sameAliasing(a: unknown, b: unknown, input: Uint8Array): boolean {

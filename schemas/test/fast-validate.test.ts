@@ -13,6 +13,7 @@ import {
   typedArrayField,
 } from "../src/messages.ts";
 import { decodeCbor, encodeCbor, formatIssues } from "../src/codec.ts";
+import { same } from "./same-value.ts";
 
 /**
  * The compiled validator must be indistinguishable from the runtime zod parser it replaces: same
@@ -30,28 +31,6 @@ const SCHEMAS: Record<string, z.ZodType> = {
   ...Object.fromEntries(Object.entries(CommandSchemas).map(([k, s]) => [`cmd/${k}`, s as z.ZodType])),
   cmd_res: CommandReplySchema,
 };
-
-/** Structural equality that tells apart what toEqual does not: -0, typed-array types, key order, undefined keys. */
-function same(a: unknown, b: unknown): boolean {
-  if (Object.is(a, b)) return true;
-  if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) {
-    if (!ArrayBuffer.isView(a) || !ArrayBuffer.isView(b) || a.constructor !== b.constructor) return false;
-    const x = a as unknown as ArrayLike<number>;
-    const y = b as unknown as ArrayLike<number>;
-    return x.length === y.length && Array.from(x).every((v, i) => Object.is(v, y[i]));
-  }
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => same(v, b[i]));
-  }
-  if (a === null || b === null || typeof a !== "object" || typeof b !== "object") return false;
-  if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
-  const ka = Reflect.ownKeys(a);
-  const kb = Reflect.ownKeys(b);
-  return (
-    ka.length === kb.length &&
-    ka.every((k, i) => k === kb[i] && same((a as Record<PropertyKey, unknown>)[k], (b as Record<PropertyKey, unknown>)[k]))
-  );
-}
 
 /** Assert the compiled schema answers `value` exactly as the runtime parser; returns whether it was accepted. */
 function expectSameAnswer(schema: z.ZodType, value: unknown): boolean {
