@@ -1,13 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { ManualClock } from "@esp-fleet/common/clock";
 import { encodeCbor } from "@esp-fleet/schemas";
-import { EmulatedDevice } from "../src/firmware.ts";
 import { AlarmDebouncer, ALARM_FIELDS } from "../src/models/alarms.ts";
 import { FRIDGE_PROFILE, type FridgeField } from "../src/profiles.ts";
-import { Scheduler } from "../src/scheduler.ts";
-import { MemoryStateStore } from "../src/state-store.ts";
-import { MemoryTransport } from "../src/transports/memory.ts";
-import { wire } from "./helpers.ts";
+import { deviceRig } from "./helpers.ts";
 
 const HEALTHY: Record<FridgeField, number> = { t: 5, p_lo: 2.5, p_hi: 12, i_comp: 15, v_sup: 380, vib: 0.5, rh: 65, flow: 100 };
 const P_HI = 1 << ALARM_FIELDS.indexOf("p_hi");
@@ -79,14 +74,9 @@ describe("fridge alarm debouncing (hysteresis + hold)", () => {
   });
 
   it("an injected abnormal-high-pressure fault gives one alarm and one alarm_cleared on the wire", () => {
-    const clock = new ManualClock(1_767_225_600_000);
-    const transport = new MemoryTransport("accept");
-    const addr = { site: "LL", kind: "fridge" as const, dev: "FRIDGE_LL_01" };
-    const device = new EmulatedDevice(addr, {
-      scheduler: new Scheduler(clock),
-      transport,
-      store: new MemoryStateStore(),
+    const { clock, transport, device, take } = deviceRig("fridge", {
       seed: "hp",
+      mode: "accept",
       options: { faultProb: 0, intervalMs: 1000, wifiJoinMs: [10, 10], i2cErrorProb: 0 },
     });
     device.start();
@@ -94,7 +84,7 @@ describe("fridge alarm debouncing (hysteresis + hold)", () => {
     transport.take();
     transport.command("fault", encodeCbor({ id: "f1", action: "inject", fault: "pression_anormale_HP", cycles: 20 }));
     clock.advance(40_000);
-    const out = transport.take().map((p) => wire(addr, p));
+    const out = take();
     const readings = out.filter((w) => w.schema === "telemetry/fridge").map((w) => w.msg.p_hi as number);
     // The fault's readings do cross the bound back and forth (the case that used to flap) …
     let crossings = 0;

@@ -1,11 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ManualClock } from "@esp-fleet/common/clock";
 import { encodeCbor, type DeviceKind } from "@esp-fleet/schemas";
-import { EmulatedDevice, type FirmwareOptions } from "../src/firmware.ts";
-import { Scheduler } from "../src/scheduler.ts";
-import { MemoryStateStore } from "../src/state-store.ts";
-import { MemoryTransport } from "../src/transports/memory.ts";
-import { wire, type Wire } from "./helpers.ts";
+import type { FirmwareOptions } from "../src/firmware.ts";
+import { deviceRig, wire } from "./helpers.ts";
 
 const BASE: Partial<FirmwareOptions> = {
   intervalMs: 1000,
@@ -24,15 +20,7 @@ function rig(
   options: Partial<FirmwareOptions> = {},
   mode: "accept" | "manual" | "refuse" = "manual",
 ) {
-  const clock = new ManualClock(1_767_225_600_000); // 2026-01-01T00:00:00Z
-  const scheduler = new Scheduler(clock);
-  const transport = new MemoryTransport(mode);
-  const store = new MemoryStateStore();
-  const dev = kind === "sqal" ? "ESP32_LL_01" : kind === "fridge" ? "FRIDGE_LL_01" : "GAVAGE_LL_01";
-  const addr = { site: "LL", kind, dev };
-  const device = new EmulatedDevice(addr, { scheduler, transport, store, seed: 42, options: { ...BASE, ...options } });
-  const take = (): Wire[] => transport.take().map((p) => wire(addr, p));
-  return { clock, scheduler, transport, store, device, addr, take };
+  return deviceRig(kind, { options: { ...BASE, ...options }, mode });
 }
 
 describe("firmware life cycle (manual clock, memory transport)", () => {

@@ -1,16 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { ManualClock } from "@esp-fleet/common/clock";
 import { createRng } from "@esp-fleet/common/random";
 import { encodeCbor, FAULT_IDS, LOT_CODE_RE, QUALITY_TIERS, type FaultId } from "@esp-fleet/schemas";
-import { EmulatedDevice } from "../src/firmware.ts";
 import { FridgeModel } from "../src/models/fridge.ts";
 import { FeedingLot, lotCode, lotNumber, nextFeedingAt } from "../src/models/feeding.ts";
 import { drawTier, gainFactor, integrationMs, measureSample } from "../src/models/sqal.ts";
 import { FEEDING_PROFILE, FRIDGE_PROFILE, SQAL_PROFILE, type FridgeField } from "../src/profiles.ts";
-import { Scheduler } from "../src/scheduler.ts";
-import { MemoryStateStore } from "../src/state-store.ts";
-import { MemoryTransport } from "../src/transports/memory.ts";
-import { wire } from "./helpers.ts";
+import { deviceRig } from "./helpers.ts";
 
 const NORMAL_BAND: Record<FridgeField, [number, number]> = {
   t: [-5, 20],
@@ -25,14 +20,9 @@ const NORMAL_BAND: Record<FridgeField, [number, number]> = {
 
 describe("fridge: each of the 12 fault signatures is recognisable in the published readings", () => {
   it.each(FAULT_IDS.map((f) => [f]))("%s", (fault: FaultId) => {
-    const clock = new ManualClock(1_767_225_600_000);
-    const transport = new MemoryTransport("accept");
-    const addr = { site: "LL", kind: "fridge" as const, dev: "FRIDGE_LL_01" };
-    const device = new EmulatedDevice(addr, {
-      scheduler: new Scheduler(clock),
-      transport,
-      store: new MemoryStateStore(),
+    const { clock, transport, device, take } = deviceRig("fridge", {
       seed: `fault-${fault}`,
+      mode: "accept",
       options: { faultProb: 0, intervalMs: 1000, wifiJoinMs: [10, 10], i2cErrorProb: 0 },
     });
     device.start();
@@ -40,7 +30,7 @@ describe("fridge: each of the 12 fault signatures is recognisable in the publish
     transport.take();
     transport.command("fault", encodeCbor({ id: "f1", action: "inject", fault, cycles: 12 }));
     clock.advance(14_000);
-    const out = transport.take().map((p) => wire(addr, p));
+    const out = take();
     expect(out.find((w) => w.topic.endsWith("/cmd/fault/res"))?.msg).toMatchObject({
       id: "f1",
       ok: true,
@@ -212,19 +202,17 @@ describe("feeding lots", () => {
   });
 
   it("a feeding station publishes valid feeding records at simulated 06:00 and 18:00", () => {
-    const clock = new ManualClock(Date.UTC(2026, 0, 1, 5, 0));
-    const transport = new MemoryTransport("accept");
-    const addr = { site: "LS", kind: "gavage" as const, dev: "GAVAGE_LS_01" };
-    const device = new EmulatedDevice(addr, {
-      scheduler: new Scheduler(clock),
-      transport,
-      store: new MemoryStateStore(),
+    const { clock, device, take } = deviceRig("gavage", {
+      site: "LS",
+      dev: "GAVAGE_LS_01",
       seed: 1,
+      mode: "accept",
+      startMs: Date.UTC(2026, 0, 1, 5, 0),
       options: { wifiJoinMs: [10, 10], heartbeatMs: 3_600_000 },
     });
     device.start();
     clock.advance(20 * 86_400_000);
-    const out = transport.take().map((p) => wire(addr, p));
+    const out = take();
     const feedings = out.filter((w) => w.schema === "telemetry/gavage").map((w) => w.msg);
     expect(feedings[0]).toMatchObject({ lot: "LS2601001", day: -1, moment: "morning", site: "LS" });
     expect(new Date(feedings[0]!.ts as number).getUTCHours()).toBe(6);
