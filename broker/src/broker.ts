@@ -169,6 +169,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   metrics.sources.connectedClients = () => aedes.connectedClients ?? 0;
   metrics.sources.emitterQueue = () => (aedes as unknown as { mq: { length: number } }).mq.length ?? 0;
   metrics.sources.retained = async () => {
+    if (backend.retainedCount) return backend.retainedCount();
     const p = backend.persistence as unknown as { createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown> };
     let n = 0;
     try {

@@ -26,6 +26,8 @@ export interface Backend {
   mq: unknown;
   /** how many QoS>0 messages are queued for a session */
   queueLength(clientId: string): Promise<number>;
+  /** how many retained messages are held, when the backend knows without scanning (the in-memory index) */
+  retainedCount?(): number;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -47,7 +49,8 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
     const memory = require("aedes-persistence") as () => PersistenceLike;
     const persistence = memory();
     // Retained messages indexed by topic level: a device's SUBSCRIBE no longer scans every retained message.
-    new RetainedIndex().install(persistence);
+    const retained = new RetainedIndex();
+    retained.install(persistence);
     // The in-memory store keeps its queues private; count them as they are filled and acknowledged.
     const counts = new Map<string, number>();
     const add = (id: string, n: number) => {
@@ -77,6 +80,7 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
       persistence,
       mq: undefined,
       queueLength: async (id) => counts.get(id) ?? 0,
+      retainedCount: () => retained.size,
       ping: async () => {},
       close: async () => {},
     };
