@@ -14,11 +14,12 @@
  *        --broker mosquitto|aedes (mosquitto when installed) --ramp MS (1 ms per device)
  *        --bare: the baseline — plain MQTT.js clients with the same session options publishing a
  *        pre-encoded reading at the same rate, no firmware (to separate MQTT.js's cost from ours)
- *        --node-flags "…": Node/V8 options for the emulator process, e.g. "--max-semi-space-size=2"
+ *        --node-flags=…: Node/V8 options for the emulator process, e.g. --node-flags=--max-semi-space-size=2 (with "=": the value starts with a dash)
  *        --profile DIR: write a V8 CPU profile of the emulator process into DIR (`--cpu-prof`; the
  *        profiler's own cost inflates the CPU figure — use it for shares, not for the target)
  * Run under `flock /tmp/bench.lock npm run bench:emulator -- …` so benchmarks never overlap.
  */
+import { parseArgs } from "node:util";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -32,9 +33,24 @@ import { filters } from "@esp-fleet/schemas";
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const MOSQUITTO = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].find((p) => existsSync(p));
 
-function flag(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? (process.argv[i + 1] as string) : def;
+// node:util parseArgs: `--name value` and `--name=value` both work, and an unknown flag is an error
+// (a hand-rolled lookup silently ignored `--node-flags=…`).
+const { values: args } = parseArgs({
+  options: {
+    devices: { type: "string" },
+    duration: { type: "string" },
+    kind: { type: "string" },
+    interval: { type: "string" },
+    broker: { type: "string" },
+    ramp: { type: "string" },
+    profile: { type: "string" },
+    "node-flags": { type: "string" },
+    bare: { type: "boolean" },
+  },
+});
+
+function flag(name: Exclude<keyof typeof args, "bare">, def: string): string {
+  return args[name] || def;
 }
 
 const devices = Number(flag("devices", "10000"));
@@ -43,7 +59,7 @@ const kinds = flag("kind", "fridge").split(",");
 const intervalMs = Number(flag("interval", "1000"));
 const brokerKind = flag("broker", MOSQUITTO ? "mosquitto" : "aedes");
 const rampMs = Number(flag("ramp", String(devices * 1)));
-const mode = process.argv.includes("--bare") ? "bare" : "fleet";
+const mode = args.bare ? "bare" : "fleet";
 const profileDir = flag("profile", "");
 const nodeFlags = flag("node-flags", "").split(" ").filter(Boolean);
 
