@@ -92,7 +92,9 @@ describe("hot-path CBOR reader", () => {
       }),
       { numRuns: 1500 },
     );
-    expect(handled).toBeGreaterThan(750);
+    // The reader must answer for a real share of the values, not decline them all. About half is typical
+    // (747 of 1,500 in one CI run, so a bound of 750 was a coin toss); a third is > 12 standard deviations below.
+    expect(handled).toBeGreaterThan(500);
   });
 
   it("agrees with cbor-x on cbor-x's own encoding (float64 everywhere, other tags)", () => {
