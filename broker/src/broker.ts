@@ -1,5 +1,5 @@
 // first: mqtt-packet must load with its quiet loggers before Aedes imports it (quiet-debug.ts)
-import "./quiet-debug.ts";
+import "@esp-fleet/common/quiet-debug";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";

@@ -1,3 +1,5 @@
+// first: mqtt-packet must load with its quiet loggers before MQTT.js or Aedes import it (common/src/quiet-debug.ts)
+import "@esp-fleet/common/quiet-debug";
 import { ConfigError, FleetError } from "@esp-fleet/common/errors";
 import type { CommandEntry } from "./command.ts";
 

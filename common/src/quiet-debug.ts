@@ -4,7 +4,7 @@ import { dirname } from "node:path";
 const require = createRequire(import.meta.url);
 
 /**
- * Load mqtt-packet with no-op loggers when its `debug` namespaces are off (docs/broker.md, "Throughput").
+ * Load mqtt-packet with no-op loggers when its `debug` namespaces are off (docs/broker.md, "Throughput"; the emulator loads it too).
  *
  * mqtt-packet calls `debug(…)` about ten times per packet it parses or writes. Even disabled, each call
  * of the `debug` package collects its rest arguments into an array and runs the `enabled` getter: 6 % of
