@@ -7,9 +7,13 @@
  *   DONE {…}          after a clean stop: total telemetry readings produced
  * Usage: tsx device-emulator/bench/emulator-child.ts '<json options>'
  */
+// first, as in the CLI: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
+import "@esp-fleet/common/quiet-debug";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import mqtt, { type MqttClient } from "mqtt";
 import { deviceTopic, encodeCbor, type DeviceKind } from "@esp-fleet/schemas";
+import { loadEmulatorConfig } from "../src/config.ts";
+import { tuneHeapGrowth } from "../src/heap.ts";
 import { startFleet, fleetSpecs, type Fleet, type FleetStats } from "../src/fleet.ts";
 
 interface ChildOptions {
@@ -113,6 +117,10 @@ function withLag(fleet: Fleet): Runner {
 const o = JSON.parse(process.argv[2] ?? "{}") as ChildOptions;
 const emit = (tag: string, data: Record<string, unknown>) => process.stdout.write(`${tag} ${JSON.stringify(data)}\n`);
 
+// The fleet runs as `esp-fleet emulate` runs it: same heap tuning (EMULATOR_HEAP_GROWTH_PERCENT); the bare
+// baseline is plain MQTT.js with V8's defaults.
+const heapGrowthPercent = loadEmulatorConfig().EMULATOR_HEAP_GROWTH_PERCENT;
+const heapTuned = o.mode === "fleet" && tuneHeapGrowth(heapGrowthPercent);
 const rssBefore = process.memoryUsage().rss;
 const eld = monitorEventLoopDelay({ resolution: 10 });
 eld.enable();
@@ -176,6 +184,7 @@ const mem = process.memoryUsage();
 rssMax = Math.max(rssMax, mem.rss);
 emit("WINDOW_END", {
   wallMs,
+  heapGrowthPercent: heapTuned ? heapGrowthPercent : 0,
   cpuPct: ((cpu.user + cpu.system) / 1000 / wallMs) * 100,
   rss: mem.rss,
   rssMax,

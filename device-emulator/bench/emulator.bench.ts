@@ -227,6 +227,7 @@ const result = {
   broker_rss_mb: Math.round(brokerWindow.rss / 1048576),
   load_avg_1m: `${load0.toFixed(1)} → ${load1.toFixed(1)}`,
   node_flags: nodeFlags.join(" "),
+  heap_growth_percent: w.heapGrowthPercent,
 };
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 const pass = loss === 0 && result.emulator_cpu_pct <= 75 && result.rss_kb_per_device <= 60 && result.eld_p99_ms < 50;

@@ -7,6 +7,7 @@ import { createLogger } from "@esp-fleet/common/logger";
 import { DEVICE_KINDS, type DeviceKind } from "@esp-fleet/schemas";
 import { loadEmulatorConfig } from "./config.ts";
 import { loadCredentialsFile, startFleet, type Fleet, type FleetStats } from "./fleet.ts";
+import { tuneHeapGrowth } from "./heap.ts";
 
 /** `60`, `60s`, `500ms`, `5m`, `1h` → ms; a bare number is in `unit`. */
 export function parseDuration(value: string, unit: "ms" | "s"): number {
@@ -139,6 +140,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = createLogger("emulator", { level: cfg.LOG_LEVEL });
   if (f.serial) return runSerial(f, log);
 
+  tuneHeapGrowth(cfg.EMULATOR_HEAP_GROWTH_PERCENT);
   const url = (await discoverMqttUrl(f.url)).url;
   const credentials = f.credentials ? loadCredentialsFile(f.credentials) : undefined;
   let fleet: Fleet;
