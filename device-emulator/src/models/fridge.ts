@@ -31,6 +31,7 @@ export class FridgeModel {
   /** The fault that shaped the last reading (simulation ground truth for it), or null. */
   lastReadingFault: FaultId | null = null;
   #transitions: FaultTransition[] = [];
+  #injected = false;
 
   constructor(profile: FridgeProfile, rng: Rng) {
     this.profile = profile;
@@ -43,24 +44,30 @@ export class FridgeModel {
     return this.sinceDefrostS < this.profile.thermal.defrostDurationS;
   }
 
-  /** Start `fault` now for `readings` readings (replacing any active fault). */
+  /**
+   * Start `fault` now for `readings` readings (replacing any active fault). `injected`: on command (an
+   * operator's act, announced as `sim_fault_*` events) rather than drawn by the random fault process, whose
+   * ground truth travels only in each reading's `sim.fault` (docs/decisions.md).
+   */
   inject(fault: FaultId, readings: number, injected = true): void {
-    if (this.fault) this.#transitions.push({ type: "cleared", fault: this.fault });
+    if (this.fault && this.#injected) this.#transitions.push({ type: "cleared", fault: this.fault });
     this.fault = fault;
     this.faultLeft = readings;
     this.faultAge = 0;
-    this.#transitions.push({ type: "onset", fault, readings, injected });
+    this.#injected = injected;
+    if (injected) this.#transitions.push({ type: "onset", fault, readings, injected });
   }
 
   clear(): FaultId | null {
     const was = this.fault;
-    if (was) this.#transitions.push({ type: "cleared", fault: was });
+    if (was && this.#injected) this.#transitions.push({ type: "cleared", fault: was });
     this.fault = null;
     this.faultLeft = 0;
+    this.#injected = false;
     return was;
   }
 
-  /** Fault onsets/clearances since the last call (for events). */
+  /** Onsets/clearances of injected faults since the last call (for the `sim_fault_*` events). */
   takeTransitions(): FaultTransition[] {
     if (this.#transitions.length === 0) return NO_TRANSITIONS;
     const t = this.#transitions;
