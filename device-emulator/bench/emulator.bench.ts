@@ -228,6 +228,9 @@ const result = {
   load_avg_1m: `${load0.toFixed(1)} → ${load1.toFixed(1)}`,
   node_flags: nodeFlags.join(" "),
   heap_growth_percent: w.heapGrowthPercent,
+  gc_pause_ms_in_window: Object.fromEntries(
+    Object.entries(w.gcMs as unknown as Record<string, number>).map(([k, v]) => [k, Math.round(v)]),
+  ),
 };
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 const pass = loss === 0 && result.emulator_cpu_pct <= 75 && result.rss_kb_per_device <= 60 && result.eld_p99_ms < 50;

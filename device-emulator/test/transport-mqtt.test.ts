@@ -2,6 +2,7 @@ import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
 import { startTestBroker, waitFor } from "@esp-fleet/common/testing";
 import type { LinkEvent } from "../src/transport.ts";
+import { InflightWindow } from "../src/transports/inflight.ts";
 import { MqttTransport } from "../src/transports/mqtt.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -41,15 +42,20 @@ describe("MqttTransport publishing (QoS 1 through MQTT.js)", () => {
     const { t, got, payload, client } = await rig();
     for (let seq = 0; seq < 200; seq++) t.publish("telemetry", payload(seq), { qos: 1, retain: false });
     // Registered where MQTT.js keeps unacknowledged messages (it resends them from there).
-    const inflight = [...(client.outgoingStore as unknown as { _inflights: Map<number, IPublishPacket> })._inflights.values()];
+    const window = client.outgoingStore as unknown as InflightWindow;
+    expect(window).toBeInstanceOf(InflightWindow);
+    const inflight = window.stored() as IPublishPacket[];
     expect(inflight.length).toBe(200);
     expect(inflight.map((p) => (p.payload as Buffer).readUInt32BE(0))).toEqual(Array.from({ length: 200 }, (_, i) => i));
     await waitFor(() => got.length >= 200, "200 messages");
     expect(got.map((g) => g.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i));
     expect(got.every((g) => g.payload.equals(Buffer.from(payload(g.seq))))).toBe(true);
     await waitFor(() => Object.keys(client.outgoing).length === 0, "every PUBACK");
-    expect((client.outgoingStore as unknown as { _inflights: Map<number, unknown> })._inflights.size).toBe(0);
+    expect(window.size).toBe(0);
     expect(t.publishErrors).toBe(0);
+    // The window is empty again, so the next message takes the lowest identifier.
+    t.publish("telemetry", payload(200), { qos: 1, retain: false });
+    expect(window.stored().map((p) => p.messageId)).toEqual([1]);
   });
 
   it("unacknowledged messages survive a dropped link and are resent, in order, before anything newer", async () => {

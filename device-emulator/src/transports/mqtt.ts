@@ -12,6 +12,7 @@ import type {
   PublishOptions,
   TransportFactory,
 } from "../transport.ts";
+import { InflightWindow } from "./inflight.ts";
 import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
 
 /** MQTT.js logs through `debug` by default: ~30 disabled-logger calls per publish and one `debug`
@@ -95,6 +96,9 @@ export class MqttTransport implements DeviceTransport {
       return;
     }
     const cred = this.#opts.credentials?.(this.#addr.dev) ?? { username: this.#addr.dev };
+    // One table for the QoS 1 packets in flight and their identifiers (inflight.ts), kept with the client
+    // across reconnects like the rest of the session.
+    const window = new InflightWindow();
     const options: IClientOptions = {
       clientId: this.#addr.dev,
       username: cred.username,
@@ -107,6 +111,11 @@ export class MqttTransport implements DeviceTransport {
       resubscribe: false,
       will,
       log: noLog,
+      // A PINGREQ every keep-alive period (keepalive/2 timer ticks), whatever the traffic, instead of
+      // re-arming the keep-alive timer on every PUBACK (keepalive-timer.ts).
+      reschedulePings: false,
+      outgoingStore: window as unknown as IClientOptions["outgoingStore"],
+      messageIdProvider: window,
       timerVariant: sharedKeepaliveTimer as unknown as IClientOptions["timerVariant"],
     };
     const client = mqtt.connect(this.#opts.url, options);
