@@ -40,11 +40,11 @@ const advance = (s: number) => {
   for (let i = 0; i < s * 100; i++) clock.advance(10);
 };
 advance(20);
-for (let round = 1; round <= 3; round++) {
+for (let round = 1; round <= 6; round++) {
   const r0 = fleet.stats().readings;
   const p0 = published;
   const c0 = process.cpuUsage();
-  advance(60);
+  advance(30);
   const c = process.cpuUsage(c0);
   const us = c.user + c.system;
   const readings = fleet.stats().readings - r0;
