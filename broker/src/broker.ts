@@ -1,4 +1,4 @@
-// first: mqtt-packet must load with its quiet loggers before Aedes imports it (quiet-debug.ts)
+// first: mqtt-packet must load with its quiet loggers before Aedes imports it (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -13,6 +13,7 @@ import type { BrokerConfig } from "./config.ts";
 import { FileCredentialStore, type CredentialStore } from "./credentials.ts";
 import { DbCredentialStore } from "./credential-db-store.ts";
 import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
+import { installFifoQueues, type QueuedEmitter } from "./emitter-queue.ts";
 import { installEmitterTrampoline, type EmitterLike } from "./overload.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { coalesceWrites } from "./coalesce.ts";
@@ -117,6 +118,9 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   // Aedes's own in-memory emitter (mqemitter-redis routes through Redis and is left alone)
   if (!backend.mq) cacheTopicMatches((aedes as unknown as { mq: { _matcher: TopicMatcher } }).mq._matcher);
   installEmitterTrampoline((aedes as unknown as { mq: EmitterLike }).mq, { onDefer: () => metrics.emitterDeferred.inc() });
+  // O(1) routing backlog (emitter-queue.ts); mqemitter-redis keeps the same two arrays
+  if (!installFifoQueues((aedes as unknown as { mq: Partial<QueuedEmitter> }).mq))
+    logger.warn("routing emitter without the expected backlog arrays: its queue stays an array (O(n) shift)");
   if (config.MQTT_JSON_MIRROR) installJsonMirror(aedes, (ok) => metrics.jsonMirrored.inc({ decoded: ok ? "yes" : "no" }));
 
   // Refused publishes were acknowledged (auth.ts); here they stop before routing.

@@ -1,11 +1,18 @@
 /**
  * An in-memory Aedes broker (with the broker package's in-memory backend — retained messages indexed by
- * topic level, see broker/src/retained-index.ts) in its own process (so the emulator's CPU and memory are measured
+ * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
+ * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time
  * and RSS. Stops on SIGTERM. Usage: tsx device-emulator/bench/broker-child.ts [port]
  */
+// first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
+import "@esp-fleet/common/quiet-debug";
 import { createServer, type AddressInfo } from "node:net";
 import { Aedes } from "aedes";
+import { coalesceWrites } from "@esp-fleet/broker/coalesce";
+import { installFifoQueues } from "@esp-fleet/broker/emitter-queue";
+import { cacheTopicMatches, type TopicMatcher } from "@esp-fleet/broker/match-cache";
+import { installEmitterTrampoline, type EmitterLike } from "@esp-fleet/broker/overload";
 import { createBackend } from "@esp-fleet/broker/persistence";
 import { silentLogger } from "@esp-fleet/common/logger";
 
@@ -15,7 +22,18 @@ const aedes = await Aedes.createBroker({
   concurrency: 1000,
   persistence: backend.persistence as never,
 });
-const server = createServer(aedes.handle);
+// The broker package's two fixes to Aedes's router, as `esp-fleet broker` installs them: an O(1)
+// routing backlog (broker/src/emitter-queue.ts — without it a backlog of more than ~16,000 messages
+// drains in O(n²)) and the recursion guard (broker/src/overload.ts — without it draining a backlog
+// overflows the stack). docs/broker.md, "Overload" and "Routing backlog".
+const mq = (aedes as unknown as {
+  mq: EmitterLike & { length: number; _messageQueue: unknown; _messageCallbacks: unknown; _matcher: TopicMatcher };
+}).mq;
+installEmitterTrampoline(mq);
+installFifoQueues(mq);
+// and its throughput settings: topic-match cache, one writev per socket per event-loop turn
+cacheTopicMatches(mq._matcher);
+const server = createServer((socket) => aedes.handle(coalesceWrites(socket)));
 const port = Number(process.argv[2] ?? 0);
 await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
 let clients = 0;
@@ -24,7 +42,9 @@ aedes.on("clientDisconnect", () => clients--);
 process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
 setInterval(() => {
   const u = process.cpuUsage();
-  process.stdout.write(`STATS ${JSON.stringify({ cpuUs: u.user + u.system, rss: process.memoryUsage().rss, clients })}\n`);
+  process.stdout.write(
+    `STATS ${JSON.stringify({ cpuUs: u.user + u.system, rss: process.memoryUsage().rss, clients, queued: mq.length })}\n`,
+  );
 }, 1000).unref();
 const stop = () => {
   aedes.close(() => server.close(() => process.exit(0)));

@@ -15,6 +15,7 @@
  *        --bare: the baseline — plain MQTT.js clients with the same session options publishing a
  *        pre-encoded reading at the same rate, no firmware (to separate MQTT.js's cost from ours)
  *        --node-flags=…: Node/V8 options for the emulator process, e.g. --node-flags=--max-semi-space-size=2 (with "=": the value starts with a dash)
+ *        --broker-profile DIR: the same for the Aedes broker child (with --broker aedes)
  *        --profile DIR: write a V8 CPU profile of the emulator process into DIR (`--cpu-prof`; the
  *        profiler's own cost inflates the CPU figure — use it for shares, not for the target)
  * Run under `flock /tmp/bench.lock npm run bench:emulator -- …` so benchmarks never overlap.
@@ -44,6 +45,7 @@ const { values: args } = parseArgs({
     broker: { type: "string" },
     ramp: { type: "string" },
     profile: { type: "string" },
+    "broker-profile": { type: "string" },
     "node-flags": { type: "string" },
     bare: { type: "boolean" },
   },
@@ -61,6 +63,7 @@ const brokerKind = flag("broker", MOSQUITTO ? "mosquitto" : "aedes");
 const rampMs = Number(flag("ramp", String(devices * 1)));
 const mode = args.bare ? "bare" : "fleet";
 const profileDir = flag("profile", "");
+const brokerProfileDir = flag("broker-profile", "");
 const nodeFlags = flag("node-flags", "").split(" ").filter(Boolean);
 
 function procStats(pid: number): { cpuS: number; rss: number } {
@@ -105,7 +108,8 @@ async function startBroker(): Promise<{ url: string; pid: number; stop(): Promis
       },
     };
   }
-  const proc = spawn(process.execPath, ["--import", "tsx", join(HERE, "broker-child.ts"), String(port)], {
+  const prof = brokerProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${brokerProfileDir}`] : [];
+  const proc = spawn(process.execPath, [...prof, "--import", "tsx", join(HERE, "broker-child.ts"), String(port)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   await new Promise<void>((resolve) => lines(proc, (tag) => tag === "READY" && resolve()));
