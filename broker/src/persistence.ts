@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import { Redis } from "ioredis";
 import type { Readable } from "node:stream";
 import type { Logger } from "@esp-fleet/common/logger";
+import { OutgoingIndex, type OutgoingPersistence } from "./outgoing-index.ts";
 import { RetainedIndex } from "./retained-index.ts";
 
 const require = createRequire(import.meta.url);
@@ -51,35 +52,15 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
     // Retained messages indexed by topic level: a device's SUBSCRIBE no longer scans every retained message.
     const retained = new RetainedIndex();
     retained.install(persistence);
-    // The in-memory store keeps its queues private; count them as they are filled and acknowledged.
-    const counts = new Map<string, number>();
-    const add = (id: string, n: number) => {
-      const v = (counts.get(id) ?? 0) + n;
-      if (v <= 0) counts.delete(id);
-      else counts.set(id, v);
-    };
-    const enqueue = persistence.outgoingEnqueue.bind(persistence);
-    const combi = persistence.outgoingEnqueueCombi.bind(persistence);
-    const clear = persistence.outgoingClearMessageId.bind(persistence);
-    // Plain promise chains, and the common case (no persistent session subscribed) passed straight
-    // through: every QoS 1 message goes through enqueue-combi and clear-message-id.
-    persistence.outgoingEnqueue = (sub, packet) => enqueue(sub, packet).then(() => add(sub.clientId, 1));
-    persistence.outgoingEnqueueCombi = (subs, packet) =>
-      subs.length === 0
-        ? combi(subs, packet)
-        : combi(subs, packet).then(() => {
-            for (const s of subs) add(s.clientId, 1);
-          });
-    persistence.outgoingClearMessageId = (client, packet) =>
-      clear(client, packet).then((removed) => {
-        if (removed) add(client.id, -1);
-        return removed;
-      });
+    // Session queues indexed by broker counter and packet identifier instead of scanned arrays: a
+    // subscriber with thousands of messages in flight (ingest) no longer costs two scans per message.
+    const outgoing = new OutgoingIndex();
+    outgoing.install(persistence as unknown as OutgoingPersistence);
     return {
       kind: "memory",
       persistence,
       mq: undefined,
-      queueLength: async (id) => counts.get(id) ?? 0,
+      queueLength: async (id) => outgoing.length(id),
       retainedCount: () => retained.size,
       ping: async () => {},
       close: async () => {},

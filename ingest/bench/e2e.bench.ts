@@ -10,6 +10,7 @@
  * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean]
+ *        [--broker-profile DIR: a V8 CPU profile of the broker child]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { loadavg } from "node:os";
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "2000" },
     harness: { type: "string", default: "emulator" },
     connections: { type: "string", default: "20" },
+    "broker-profile": { type: "string" },
   },
 });
 process.env.TEST_DATABASE_URL ||= "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -42,8 +44,13 @@ const children: ChildProcess[] = [];
 const cleanup = () => children.forEach((c) => c.kill("SIGKILL"));
 process.on("exit", cleanup);
 
-function child(file: string, args: string[], onLine: (tag: string, data: string) => void): ChildProcess {
-  const c = spawn(process.execPath, ["--import", "tsx", file, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+function child(
+  file: string,
+  args: string[],
+  onLine: (tag: string, data: string) => void,
+  nodeFlags: string[] = [],
+): ChildProcess {
+  const c = spawn(process.execPath, [...nodeFlags, "--import", "tsx", file, ...args], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(c);
   createInterface({ input: c.stdout! }).on("line", (line) => {
     const i = line.indexOf(" ");
@@ -63,12 +70,23 @@ console.log(
 
 let brokerCpuUs = 0;
 let brokerCpuAtStart = 0;
+let brokerQueued = 0;
 let brokerCpuPct = 0;
 const port = await new Promise<number>((resolve) => {
-  child(here("../../device-emulator/bench/broker-child.ts"), [], (tag, data) => {
-    if (tag === "READY") resolve(Number(data));
-    if (tag === "STATS") brokerCpuUs = (JSON.parse(data) as { cpuUs: number }).cpuUs;
-  });
+  const profile = values["broker-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["broker-profile"]}`] : [];
+  child(
+    here("../../device-emulator/bench/broker-child.ts"),
+    [],
+    (tag, data) => {
+      if (tag === "READY") resolve(Number(data));
+      if (tag === "STATS") {
+        const s = JSON.parse(data) as { cpuUs: number; queued?: number };
+        brokerCpuUs = s.cpuUs;
+        brokerQueued = s.queued ?? 0;
+      }
+    },
+    profile,
+  );
 });
 const url = `mqtt://127.0.0.1:${port}`;
 
@@ -113,7 +131,7 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       };
   const file = lean ? here("./lean-publisher-child.ts") : here("../../device-emulator/bench/emulator-child.ts");
   const c = child(file, [JSON.stringify(opts)], (tag, data) => {
-    if (tag === "PROGRESS") process.stdout.write(`  progress: ${data}\n`);
+    if (tag === "PROGRESS") process.stdout.write(`  progress: ${data} broker queue ${brokerQueued}\n`);
     if (tag === "WINDOW_START") {
       inWindow = true;
       windowStart = performance.now();

@@ -1,0 +1,205 @@
+import { createRequire } from "node:module";
+import { Readable } from "node:stream";
+
+const require = createRequire(import.meta.url);
+const AedesPacket = require("aedes-packet") as new (p: object) => QueuedPacket;
+
+/**
+ * Indexed QoS 1/2 session queues for aedes-persistence's in-memory store (docs/broker.md, "Session queues").
+ *
+ * aedes-persistence 11 keeps each persistent session's outgoing messages in one array and finds a packet
+ * by scanning it: `outgoingUpdate` (every delivery to the session) from the front, `outgoingClearMessageId`
+ * (every PUBACK) from the front plus a `splice`. For a subscriber that keeps thousands of messages in
+ * flight — the ingest service acknowledges after each database commit, so one batch of 2,000 readings is
+ * always outstanding — every message cost two scans of thousands of entries. With 10,000 device sessions
+ * publishing into it the broker spent its CPU on those scans, its routing backlog grew without bound, and
+ * devices still connecting timed out (bench:e2e).
+ *
+ * Here a session's queue is a doubly linked list in queue order with two indexes: by broker id + broker
+ * counter (what `outgoingUpdate` looks for) and by packet identifier (what a PUBACK names). Every
+ * operation is O(1) except where the original's answer depends on queue order among several candidates
+ * (the same packet identifier twice — only after 65,535 identifiers in flight); then the oldest wins, as in
+ * the scan. The results — which packet is updated, replaced, removed or streamed, and the errors — are the
+ * original's: a property test runs both on the same operations.
+ */
+export interface QueuedPacket {
+  brokerId?: string;
+  brokerCounter?: number;
+  messageId?: number;
+  [k: string]: unknown;
+}
+
+interface Node {
+  packet: QueuedPacket;
+  seq: number;
+  prev: Node | null;
+  next: Node | null;
+}
+
+class SessionQueue {
+  head: Node | null = null;
+  tail: Node | null = null;
+  length = 0;
+  #seq = 0;
+  readonly byCounter = new Map<string, Node[]>();
+  readonly byMessageId = new Map<number, Node[]>();
+
+  static counterKey(p: QueuedPacket): string {
+    return `${p.brokerId}\u0000${p.brokerCounter}`;
+  }
+
+  push(packet: QueuedPacket): void {
+    const node: Node = { packet, seq: this.#seq++, prev: this.tail, next: null };
+    if (this.tail) this.tail.next = node;
+    else this.head = node;
+    this.tail = node;
+    this.length++;
+    this.#indexCounter(node);
+    this.#indexId(node);
+  }
+
+  /** The oldest node with `messageId` (optionally only among other brokers' packets). */
+  firstWithId(messageId: number | undefined, notBroker?: string): Node | undefined {
+    if (messageId === undefined) return undefined;
+    const nodes = this.byMessageId.get(messageId);
+    return notBroker === undefined ? oldest(nodes) : oldest(nodes, (n) => n.packet.brokerId !== notBroker);
+  }
+
+  /** The oldest node with this broker id and broker counter. */
+  firstWithCounter(p: QueuedPacket): Node | undefined {
+    return oldest(this.byCounter.get(SessionQueue.counterKey(p)));
+  }
+
+  setId(node: Node, messageId: number | undefined): void {
+    this.#unindexId(node);
+    node.packet.messageId = messageId;
+    this.#indexId(node);
+  }
+
+  replace(node: Node, packet: QueuedPacket): void {
+    this.#unindexCounter(node);
+    this.#unindexId(node);
+    node.packet = packet;
+    this.#indexCounter(node);
+    this.#indexId(node);
+  }
+
+  remove(node: Node): void {
+    this.#unindexCounter(node);
+    this.#unindexId(node);
+    if (node.prev) node.prev.next = node.next;
+    else this.head = node.next;
+    if (node.next) node.next.prev = node.prev;
+    else this.tail = node.prev;
+    this.length--;
+  }
+
+  toArray(): QueuedPacket[] {
+    const out: QueuedPacket[] = [];
+    for (let n = this.head; n; n = n.next) out.push(n.packet);
+    return out;
+  }
+
+  #indexCounter(node: Node): void {
+    add(this.byCounter, SessionQueue.counterKey(node.packet), node);
+  }
+
+  #unindexCounter(node: Node): void {
+    drop(this.byCounter, SessionQueue.counterKey(node.packet), node);
+  }
+
+  #indexId(node: Node): void {
+    if (node.packet.messageId !== undefined) add(this.byMessageId, node.packet.messageId, node);
+  }
+
+  #unindexId(node: Node): void {
+    if (node.packet.messageId !== undefined) drop(this.byMessageId, node.packet.messageId, node);
+  }
+}
+
+// An index entry is the list of nodes with that key: almost always one; several only for duplicates
+// (the same packet enqueued twice, an identifier reused after 65,535 others), where queue order decides.
+function add<K>(index: Map<K, Node[]>, key: K, node: Node): void {
+  const nodes = index.get(key);
+  if (nodes) nodes.push(node);
+  else index.set(key, [node]);
+}
+
+function drop<K>(index: Map<K, Node[]>, key: K, node: Node): void {
+  const nodes = index.get(key);
+  if (!nodes) return;
+  const i = nodes.indexOf(node);
+  if (i >= 0) nodes.splice(i, 1);
+  if (nodes.length === 0) index.delete(key);
+}
+
+/** The oldest of `nodes` (optionally only among those `accept` lets through). */
+function oldest(nodes: Node[] | undefined, accept?: (n: Node) => boolean): Node | undefined {
+  if (!nodes) return undefined;
+  let best: Node | undefined;
+  for (const n of nodes) if ((!accept || accept(n)) && (!best || n.seq < best.seq)) best = n;
+  return best;
+}
+
+export interface OutgoingPersistence {
+  outgoingEnqueue(sub: { clientId: string }, packet: object): Promise<void>;
+  outgoingEnqueueCombi(subs: { clientId: string }[], packet: object): Promise<void>;
+  outgoingUpdate(client: { id: string }, packet: QueuedPacket): Promise<void>;
+  outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<QueuedPacket | undefined>;
+  outgoingStream(client: { id: string }): Readable;
+}
+
+/** The session queues, with the five methods of aedes-persistence's in-memory store that use them. */
+export class OutgoingIndex {
+  readonly #queues = new Map<string, SessionQueue>();
+
+  #queue(id: string): SessionQueue {
+    let q = this.#queues.get(id);
+    if (!q) {
+      q = new SessionQueue();
+      this.#queues.set(id, q);
+    }
+    return q;
+  }
+
+  enqueue(clientId: string, packet: object): void {
+    this.#queue(clientId).push(new AedesPacket(packet));
+  }
+
+  update(clientId: string, packet: QueuedPacket): void {
+    const q = this.#queue(clientId);
+    const same = q.firstWithCounter(packet);
+    const other = q.firstWithId(packet.messageId, packet.brokerId);
+    // the scan stops at whichever comes first in queue order
+    if (same && (!other || same.seq < other.seq)) q.setId(same, packet.messageId);
+    else if (other) q.replace(other, packet);
+    else throw new Error("no such packet");
+  }
+
+  clear(clientId: string, messageId: number | undefined): QueuedPacket | undefined {
+    const q = this.#queue(clientId);
+    const node = q.firstWithId(messageId);
+    if (!node) return undefined;
+    q.remove(node);
+    return node.packet;
+  }
+
+  packets(clientId: string): QueuedPacket[] {
+    return this.#queues.get(clientId)?.toArray() ?? [];
+  }
+
+  length(clientId: string): number {
+    return this.#queues.get(clientId)?.length ?? 0;
+  }
+
+  /** Take over the outgoing-queue methods of an aedes-persistence in-memory instance (nothing queued yet). */
+  install(persistence: OutgoingPersistence): void {
+    persistence.outgoingEnqueue = async (sub, packet) => this.enqueue(sub.clientId, packet);
+    persistence.outgoingEnqueueCombi = async (subs, packet) => {
+      for (const s of subs) this.enqueue(s.clientId, packet);
+    };
+    persistence.outgoingUpdate = async (client, packet) => this.update(client.id, packet);
+    persistence.outgoingClearMessageId = async (client, packet) => this.clear(client.id, packet.messageId);
+    persistence.outgoingStream = (client) => Readable.from(this.packets(client.id));
+  }
+}
