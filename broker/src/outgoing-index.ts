@@ -41,12 +41,9 @@ class SessionQueue {
   tail: Node | null = null;
   length = 0;
   #seq = 0;
-  readonly byCounter = new Map<string, Node[]>();
+  /** by broker counter (the broker id is compared on lookup: one node's packets all share it) */
+  readonly byCounter = new Map<number, Node[]>();
   readonly byMessageId = new Map<number, Node[]>();
-
-  static counterKey(p: QueuedPacket): string {
-    return `${p.brokerId}\u0000${p.brokerCounter}`;
-  }
 
   push(packet: QueuedPacket): void {
     const node: Node = { packet, seq: this.#seq++, prev: this.tail, next: null };
@@ -67,7 +64,8 @@ class SessionQueue {
 
   /** The oldest node with this broker id and broker counter. */
   firstWithCounter(p: QueuedPacket): Node | undefined {
-    return oldest(this.byCounter.get(SessionQueue.counterKey(p)));
+    if (p.brokerCounter === undefined) return undefined; // stored packets always have a number
+    return oldest(this.byCounter.get(p.brokerCounter), (n) => n.packet.brokerId === p.brokerId);
   }
 
   setId(node: Node, messageId: number | undefined): void {
@@ -101,11 +99,11 @@ class SessionQueue {
   }
 
   #indexCounter(node: Node): void {
-    add(this.byCounter, SessionQueue.counterKey(node.packet), node);
+    add(this.byCounter, node.packet.brokerCounter ?? 0, node);
   }
 
   #unindexCounter(node: Node): void {
-    drop(this.byCounter, SessionQueue.counterKey(node.packet), node);
+    drop(this.byCounter, node.packet.brokerCounter ?? 0, node);
   }
 
   #indexId(node: Node): void {
