@@ -26,9 +26,11 @@ const aedes = await Aedes.createBroker({
 // routing backlog (broker/src/emitter-queue.ts — without it a backlog of more than ~16,000 messages
 // drains in O(n²)) and the recursion guard (broker/src/overload.ts — without it draining a backlog
 // overflows the stack). docs/broker.md, "Overload" and "Routing backlog".
-const mq = (aedes as unknown as {
-  mq: EmitterLike & { length: number; _messageQueue: unknown; _messageCallbacks: unknown; _matcher: TopicMatcher };
-}).mq;
+const mq = (
+  aedes as unknown as {
+    mq: EmitterLike & { length: number; _messageQueue: unknown; _messageCallbacks: unknown; _matcher: TopicMatcher };
+  }
+).mq;
 installEmitterTrampoline(mq);
 installFifoQueues(mq);
 // and its throughput settings: topic-match cache, one writev per socket per event-loop turn

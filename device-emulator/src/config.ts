@@ -19,10 +19,10 @@ export const EmulatorConfigSchema = z.object({
   EMULATOR_PASSWORD_PATTERN: env.optionalString("device password pattern, `{dev}` = device id (e.g. secret-{dev})"),
   EMULATOR_CREDENTIALS_FILE: env.optionalString("JSON file mapping device id → password (wins over the pattern)"),
   EMULATOR_HEAP_GROWTH_PERCENT: env.int(
-    50,
+    100,
     0,
     300,
-    "V8 heap growth past the live heap before a full GC, % (50 ⇒ ×1.5; 0 = V8's default, up to ×4): memory per device vs GC work",
+    "V8 heap growth past the live heap before a full GC, % (100 ⇒ ×2; 0 = V8's default, up to ×4): memory per device vs GC work",
   ),
   EMULATOR_MAX_OFFLINE_S: env.int(60, 1, 86_400, "fail (exit 1) when no device has been online for this many seconds"),
 });
