@@ -64,7 +64,7 @@ class SessionQueue {
 
   /** The oldest node with this broker id and broker counter. */
   firstWithCounter(p: QueuedPacket): Node | undefined {
-    if (p.brokerCounter === undefined) return undefined; // stored packets always have a number
+    if (p.brokerCounter === undefined) return undefined; // never equal to a stored packet's (a number)
     return oldest(this.byCounter.get(p.brokerCounter), (n) => n.packet.brokerId === p.brokerId);
   }
 
@@ -99,11 +99,11 @@ class SessionQueue {
   }
 
   #indexCounter(node: Node): void {
-    add(this.byCounter, node.packet.brokerCounter ?? 0, node);
+    if (node.packet.brokerCounter !== undefined) add(this.byCounter, node.packet.brokerCounter, node);
   }
 
   #unindexCounter(node: Node): void {
-    drop(this.byCounter, node.packet.brokerCounter ?? 0, node);
+    if (node.packet.brokerCounter !== undefined) drop(this.byCounter, node.packet.brokerCounter, node);
   }
 
   #indexId(node: Node): void {
