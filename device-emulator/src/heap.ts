@@ -22,7 +22,6 @@ export function tuneHeapGrowth(percent: number): boolean {
   if (percent <= 0) return false;
   if (process.execArgv.some((a) => a.startsWith("--heap-growing-percent") || a.startsWith("--heap_growing_percent")))
     return false;
-  if ((process.env.NODE_OPTIONS ?? "").includes("heap-growing-percent")) return false;
   setFlagsFromString(`--heap-growing-percent=${Math.round(percent)}`);
   return true;
 }

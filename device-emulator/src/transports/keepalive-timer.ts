@@ -2,14 +2,14 @@
  * One coarse interval timer for the keep-alive of every MQTT.js client in the process (MQTT.js's
  * `timerVariant` option takes any `{ set, clear }` pair).
  *
- * MQTT.js re-arms a client's keep-alive interval on every PUBACK (`reschedulePings`): with 10,000
- * devices publishing once a second that is 10,000 `clearInterval` + `setInterval` per second, each
- * allocating a Node `Timeout` and re-linking the timer list. Here `set` appends a small record to an
- * array (due time from a clock refreshed by the tick, no `Date.now()`) and `clear` voids it; one unref'd
- * 1 s tick fires what is due and compacts the array. Behaviour on the wire is unchanged: a PINGREQ still
- * goes out only after about `keepalive` seconds without an acknowledged exchange (up to 1 s early or
- * late; the broker allows 1.5 × keepalive). Turning `reschedulePings` off instead would send a PINGREQ
- * every keepalive from every busy device.
+ * MQTT.js's keep-alive manager fires every keepalive/2 and sends a PINGREQ on its second tick. Here `set`
+ * appends a small record to an array (due time from a clock refreshed by the tick, no `Date.now()`) and
+ * `clear` voids it; one unref'd 1 s tick fires what is due and compacts the array — no Node `Timeout` per
+ * client. The device transport runs with `reschedulePings: false` (transports/mqtt.ts): the timer is
+ * re-armed at each CONNACK and PINGRESP, not on every PUBACK (10,000 re-arms a second for a 10k fleet,
+ * each a closure and a record that lived a second and were promoted by the GC), so a busy device sends a
+ * PINGREQ every keep-alive period, like an idle one — allowed at any time by MQTT 3.1.1 §3.1.2.10.
+ * Timing is up to 1 s early or late; the broker allows 1.5 × keepalive.
  */
 interface Entry {
   fn: (() => void) | null;
