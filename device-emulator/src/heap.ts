@@ -10,7 +10,7 @@ import { setFlagsFromString } from "node:v8";
  * swings between 1× and 4× of what is live, so the process's memory is mostly garbage waiting for the next
  * mark-compact (docs/benchmarks.md, "RSS at the end of the window"). ×2 keeps the garbage at most as
  * large as the live heap, for more frequent (incremental, mostly concurrent) major GCs: 10,000 fridges
- * 43-46 KB per device instead of 51-82. (×1.5 saved another 5 KB but, in runs where PUBACKs came back
+ * 38-47 KB per device instead of 51-82. (×1.5 saved a few KB more but, in runs where PUBACKs came back
  * slower and more was promoted, ran up to 10 major GCs a minute and 98 % of a core.) Unlike a heap ceiling
  * (`--max-old-space-size`) it cannot run out of memory when a broker outage fills every offline FIFO.
  *
