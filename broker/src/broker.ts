@@ -1,5 +1,7 @@
 // first: mqtt-packet must load with its quiet loggers before Aedes imports it (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
+// one write() per MQTT packet (common/src/packet-writes.ts)
+import "@esp-fleet/common/packet-writes";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";

@@ -1,5 +1,7 @@
 // first: mqtt-packet must load with its quiet loggers before MQTT.js or Aedes import it (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
+// one write() per MQTT packet (common/src/packet-writes.ts)
+import "@esp-fleet/common/packet-writes";
 import { ConfigError, FleetError } from "@esp-fleet/common/errors";
 import type { CommandEntry } from "./command.ts";
 

@@ -7,6 +7,8 @@
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
+// one write() per MQTT packet (common/src/packet-writes.ts)
+import "@esp-fleet/common/packet-writes";
 import { createServer, type AddressInfo } from "node:net";
 import { Aedes } from "aedes";
 import { coalesceWrites } from "@esp-fleet/broker/coalesce";

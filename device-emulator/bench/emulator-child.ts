@@ -9,6 +9,8 @@
  */
 // first, as in the CLI: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
+// one write() per MQTT packet (common/src/packet-writes.ts)
+import "@esp-fleet/common/packet-writes";
 import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import mqtt, { type MqttClient } from "mqtt";
 import { deviceTopic, encodeCbor, type DeviceKind } from "@esp-fleet/schemas";

@@ -116,6 +116,20 @@ let windowCpu = process.cpuUsage();
 let windowEnd: Record<string, number> = {};
 let ingestCpuPct = 0;
 let windowWall = 0;
+// On failure, stop the children with SIGTERM (not the exit handler's SIGKILL) so a profiled broker
+// writes its profile — the failing run is the one worth profiling.
+const stopChildren = () =>
+  Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once("exit", () => resolve());
+          c.kill("SIGTERM");
+          setTimeout(resolve, 5000).unref();
+        }),
+    ),
+  );
 const done = await new Promise<Record<string, number>>((resolve, reject) => {
   const lean = values.harness === "lean";
   const opts = lean
@@ -152,6 +166,9 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
     if (tag === "DONE") resolve(JSON.parse(data) as Record<string, number>);
   });
   c.once("exit", (code) => code && reject(new Error(`emulator exited with ${code}`)));
+}).catch(async (e: unknown) => {
+  await stopChildren();
+  throw e;
 });
 
 const telemetryRows = async () =>

@@ -4,6 +4,9 @@
  * and CBOR exactly as a device's). Same stdout protocol as device-emulator/bench/emulator-child.ts:
  * PROGRESS, WINDOW_START, WINDOW_END, DONE. Usage: tsx lean-publisher-child.ts '<json options>'
  */
+// first: mqtt-packet with quiet loggers, then one write() per MQTT packet (common/src/quiet-debug.ts, packet-writes.ts)
+import "@esp-fleet/common/quiet-debug";
+import "@esp-fleet/common/packet-writes";
 import mqtt from "mqtt";
 import type { DeviceAddress } from "@esp-fleet/schemas";
 import { fridgeReading } from "../test/helpers.ts";

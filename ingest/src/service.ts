@@ -1,3 +1,6 @@
+// first: mqtt-packet with quiet loggers, then one write() per MQTT packet (common/src/quiet-debug.ts, packet-writes.ts)
+import "@esp-fleet/common/quiet-debug";
+import "@esp-fleet/common/packet-writes";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Logger } from "@esp-fleet/common/logger";

@@ -1,5 +1,7 @@
 // first: mqtt-packet must load with its quiet loggers before MQTT.js imports it (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
+// one write() per MQTT packet (common/src/packet-writes.ts)
+import "@esp-fleet/common/packet-writes";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { commandFilter, commandTopic, deviceTopic, type DeviceChannel } from "@esp-fleet/schemas";
 import type {
