@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import { Redis } from "ioredis";
 import type { Readable } from "node:stream";
 import type { Logger } from "@esp-fleet/common/logger";
+import { cacheSubscriptionsByTopic, type SubscriptionStore } from "./match-cache.ts";
 import { OutgoingIndex, type OutgoingPersistence } from "./outgoing-index.ts";
 import { RetainedIndex } from "./retained-index.ts";
 
@@ -56,6 +57,9 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
     // subscriber with thousands of messages in flight (ingest) no longer costs two scans per message.
     const outgoing = new OutgoingIndex();
     outgoing.install(persistence as unknown as OutgoingPersistence);
+    // Which persistent sessions a topic's QoS > 0 messages are queued for, remembered per topic until a
+    // subscription that could match it changes (match-cache.ts).
+    cacheSubscriptionsByTopic(persistence as unknown as SubscriptionStore);
     return {
       kind: "memory",
       persistence,

@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cacheTopicMatches, type TopicMatcher } from "../src/match-cache.ts";
+import { cacheSubscriptionsByTopic, cacheTopicMatches, type SubscriptionStore, type TopicMatcher } from "../src/match-cache.ts";
 import { closeClient, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
 
 const require = createRequire(import.meta.url);
@@ -29,6 +30,94 @@ describe("cacheTopicMatches", () => {
     both((m) => m.remove("#"));
     both((m) => m.clear?.());
     both((m) => m.add("a/#", 5));
+  });
+});
+
+// small alphabets, so that filters and topics collide often; "" is an empty level, "$SYS" a system topic
+const level = fc.oneof({ arbitrary: fc.constantFrom("a", "b", ""), weight: 6 }, { arbitrary: fc.constant("$SYS"), weight: 1 });
+const topic = fc.array(level, { minLength: 1, maxLength: 5 }).map((l) => l.join("/"));
+const filter = fc
+  .tuple(fc.array(fc.oneof(level, level, fc.constant("+")), { minLength: 0, maxLength: 5 }), fc.boolean())
+  .map(([l, hash]) => [...l, ...(hash ? ["#"] : [])].join("/"))
+  .filter((f) => f.length > 0);
+const sorted = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
+
+describe("cacheTopicMatches, random operations", () => {
+  it.each([1, 2, 3])(
+    "answers exactly like the plain trie, forgetting only what a change could match (buckets of %i levels)",
+    (depth) => {
+      const op = fc.oneof(
+        fc.record({ op: fc.constant("add" as const), filter, value: fc.integer({ min: 1, max: 4 }) }),
+        fc.record({ op: fc.constant("remove" as const), filter, value: fc.integer({ min: 1, max: 4 }) }),
+        fc.record({ op: fc.constant("match" as const), topic }),
+        fc.record({ op: fc.constant("clear" as const) }),
+      );
+      fc.assert(
+        fc.property(fc.array(op, { maxLength: 60 }), fc.array(topic, { minLength: 1, maxLength: 8 }), (ops, probes) => {
+          const plain = new Qlobber(options);
+          const cached = cacheTopicMatches(new Qlobber(options), 50, depth);
+          for (const o of ops) {
+            if (o.op === "add") [plain, cached].forEach((m) => m.add(o.filter, o.value));
+            else if (o.op === "remove") [plain, cached].forEach((m) => m.remove(o.filter, o.value));
+            else if (o.op === "clear") [plain, cached].forEach((m) => m.clear?.());
+            else expect(sorted(cached.match(o.topic))).toEqual(sorted(plain.match(o.topic)));
+            for (const t of probes) expect(sorted(cached.match(t))).toEqual(sorted(plain.match(t)));
+          }
+        }),
+        { numRuns: 300 },
+      );
+    },
+  );
+});
+
+describe("cacheSubscriptionsByTopic (the persistence's trie), random operations", () => {
+  const memory = require("aedes-persistence") as () => SubscriptionStore;
+  it.each([1, 2, 3])(
+    "answers exactly like aedes-persistence's own trie through subscribes, unsubscribes and cleans (buckets of %i levels)",
+    async (depth) => {
+      const client = fc.constantFrom("c1", "c2", "c3");
+      const op = fc.oneof(
+        fc.record({
+          op: fc.constant("add" as const),
+          client,
+          subs: fc.array(fc.record({ topic: filter, qos: fc.constantFrom(0, 1, 2) }), { minLength: 1, maxLength: 3 }),
+        }),
+        fc.record({ op: fc.constant("remove" as const), client, topics: fc.array(filter, { minLength: 1, maxLength: 3 }) }),
+        fc.record({ op: fc.constant("clean" as const), client }),
+        fc.record({ op: fc.constant("match" as const), topic }),
+      );
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(op, { maxLength: 40 }),
+          fc.array(topic, { minLength: 1, maxLength: 6 }),
+          async (ops, probes) => {
+            const plain = memory();
+            const cached = memory();
+            cacheSubscriptionsByTopic(cached, 50, depth);
+            const same = async (t: string) =>
+              expect(sorted(await cached.subscriptionsByTopic(t))).toEqual(sorted(await plain.subscriptionsByTopic(t)));
+            for (const o of ops) {
+              if (o.op === "add") await Promise.all([plain, cached].map((p) => p.addSubscriptions({ id: o.client }, o.subs)));
+              else if (o.op === "remove")
+                await Promise.all([plain, cached].map((p) => p.removeSubscriptions({ id: o.client }, o.topics)));
+              else if (o.op === "clean") await Promise.all([plain, cached].map((p) => p.cleanSubscriptions({ id: o.client })));
+              else await same(o.topic);
+              for (const t of probes) await same(t);
+            }
+          },
+        ),
+        { numRuns: 200 },
+      );
+    },
+  );
+
+  it("does not keep an answer computed before a subscription change it could not see", async () => {
+    const store = (require("aedes-persistence") as () => SubscriptionStore)();
+    cacheSubscriptionsByTopic(store);
+    const before = store.subscriptionsByTopic("s1/fridge/d1/cmd/x"); // computed now, resolved later
+    await store.addSubscriptions({ id: "c1" }, [{ topic: "s1/fridge/d1/cmd/+", qos: 1 } as { topic: string }]);
+    expect(await before).toEqual([]);
+    expect(await store.subscriptionsByTopic("s1/fridge/d1/cmd/x")).toMatchObject([{ clientId: "c1", qos: 1 }]);
   });
 });
 
