@@ -2,16 +2,18 @@
  * An in-memory Aedes broker (with the broker package's in-memory backend — retained messages indexed by
  * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
- * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time
- * and RSS. Stops on SIGTERM. Usage: tsx device-emulator/bench/broker-child.ts [port]
+ * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
+ * RSS, clients, routing backlog, and the second's worst event-loop delay and accept → CONNACK time. Stops on SIGTERM. Usage: tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
 // one write() per MQTT packet (common/src/packet-writes.ts)
 import "@esp-fleet/common/packet-writes";
 import { createServer, type AddressInfo } from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Aedes } from "aedes";
 import { coalesceWrites } from "@esp-fleet/broker/coalesce";
+import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
 import { installFifoQueues } from "@esp-fleet/broker/emitter-queue";
 import { cacheTopicMatches, type TopicMatcher } from "@esp-fleet/broker/match-cache";
 import { installEmitterTrampoline, type EmitterLike } from "@esp-fleet/broker/overload";
@@ -37,18 +39,39 @@ installEmitterTrampoline(mq);
 installFifoQueues(mq);
 // and its throughput settings: topic-match cache, one writev per socket per event-loop turn
 cacheTopicMatches(mq._matcher);
-const server = createServer((socket) => aedes.handle(coalesceWrites(socket)));
+// accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
+const acceptedAt = new WeakMap<object, number>();
+let connackMsMax = 0;
+const server = createServer((socket) => {
+  acceptedAt.set(socket, performance.now());
+  aedes.handle(coalesceWrites(socket));
+});
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 const port = Number(process.argv[2] ?? 0);
-await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+await new Promise<void>((resolve) => server.listen({ port, host: "127.0.0.1", backlog: LISTEN_BACKLOG }, resolve));
 let clients = 0;
-aedes.on("client", () => clients++);
+aedes.on("client", (client) => {
+  clients++;
+  const t = acceptedAt.get((client as unknown as { conn: object }).conn);
+  if (t !== undefined) connackMsMax = Math.max(connackMsMax, performance.now() - t);
+});
 aedes.on("clientDisconnect", () => clients--);
 process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
 setInterval(() => {
   const u = process.cpuUsage();
   process.stdout.write(
-    `STATS ${JSON.stringify({ cpuUs: u.user + u.system, rss: process.memoryUsage().rss, clients, queued: mq.length })}\n`,
+    `STATS ${JSON.stringify({
+      cpuUs: u.user + u.system,
+      rss: process.memoryUsage().rss,
+      clients,
+      queued: mq.length,
+      loopDelayMsMax: Math.round(loopDelay.max / 1e6),
+      connackMsMax: Math.round(connackMsMax),
+    })}\n`,
   );
+  loopDelay.reset();
+  connackMsMax = 0;
 }, 1000).unref();
 const stop = () => {
   aedes.close(() => server.close(() => process.exit(0)));

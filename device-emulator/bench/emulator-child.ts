@@ -33,7 +33,12 @@ interface ChildOptions {
 interface Runner {
   /** How late the latest timer batch ran, wall ms (0 when unknown). */
   lagMs(): number;
-  stats(): Pick<FleetStats, "online" | "sent" | "readings" | "reconnects" | "dropped" | "buffered" | "publishErrors" | "errors">;
+  /** How many devices are in each state other than online (the fleet only). */
+  states?(): Record<string, number>;
+  stats(): Pick<
+    FleetStats,
+    "online" | "connecting" | "sent" | "readings" | "reconnects" | "dropped" | "buffered" | "publishErrors" | "errors"
+  >;
   stop(): Promise<void>;
 }
 
@@ -99,7 +104,17 @@ function startBare(): Runner {
   }, 10);
   return {
     lagMs: () => 0,
-    stats: () => ({ online, sent, readings: sent, reconnects: 0, dropped: 0, buffered: 0, publishErrors: 0, errors: 0 }),
+    stats: () => ({
+      online,
+      connecting: o.devices - online,
+      sent,
+      readings: sent,
+      reconnects: 0,
+      dropped: 0,
+      buffered: 0,
+      publishErrors: 0,
+      errors: 0,
+    }),
     stop: async () => {
       clearInterval(tick);
       await Promise.all(clients.map((d) => d.c.endAsync(false)));
@@ -110,6 +125,11 @@ function startBare(): Runner {
 function withLag(fleet: Fleet): Runner {
   // (`?? 0`: the A/B runs against the previous scheduler, which has no lagMs, settle on pace alone)
   return {
+    states: () => {
+      const n: Record<string, number> = {};
+      for (const d of fleet.devices) if (d.state !== "online") n[d.state] = (n[d.state] ?? 0) + 1;
+      return n;
+    },
     lagMs: () => (fleet.scheduler as { lagMs?: number }).lagMs ?? 0,
     stats: () => fleet.stats(),
     stop: () => fleet.stop(),
@@ -147,7 +167,7 @@ process.on("SIGTERM", () => void fleet.stop().then(() => process.exit(0)));
 for (;;) {
   await new Promise((r) => setTimeout(r, 1000));
   const s = fleet.stats();
-  emit("PROGRESS", { t: Date.now() - t0, online: s.online, sent: s.sent, reconnects: s.reconnects });
+  emit("PROGRESS", { t: Date.now() - t0, online: s.online, ...fleet.states?.(), sent: s.sent, reconnects: s.reconnects });
   if (s.online === o.devices) break;
   if (Date.now() - t0 > 120_000) {
     emit("FAIL", { reason: `only ${s.online}/${o.devices} online after 120 s` });

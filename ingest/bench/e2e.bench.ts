@@ -71,6 +71,7 @@ console.log(
 let brokerCpuUs = 0;
 let brokerCpuAtStart = 0;
 let brokerQueued = 0;
+let brokerLoop = "";
 let brokerCpuPct = 0;
 const port = await new Promise<number>((resolve) => {
   const profile = values["broker-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["broker-profile"]}`] : [];
@@ -80,9 +81,10 @@ const port = await new Promise<number>((resolve) => {
     (tag, data) => {
       if (tag === "READY") resolve(Number(data));
       if (tag === "STATS") {
-        const s = JSON.parse(data) as { cpuUs: number; queued?: number };
+        const s = JSON.parse(data) as { cpuUs: number; queued?: number; loopDelayMsMax?: number; connackMsMax?: number };
         brokerCpuUs = s.cpuUs;
         brokerQueued = s.queued ?? 0;
+        brokerLoop = `loop delay max ${s.loopDelayMsMax} ms, accept→CONNACK max ${s.connackMsMax} ms`;
       }
     },
     profile,
@@ -145,7 +147,7 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       };
   const file = lean ? here("./lean-publisher-child.ts") : here("../../device-emulator/bench/emulator-child.ts");
   const c = child(file, [JSON.stringify(opts)], (tag, data) => {
-    if (tag === "PROGRESS") process.stdout.write(`  progress: ${data} broker queue ${brokerQueued}\n`);
+    if (tag === "PROGRESS") process.stdout.write(`  progress: ${data} broker queue ${brokerQueued}, ${brokerLoop}\n`);
     if (tag === "WINDOW_START") {
       inWindow = true;
       windowStart = performance.now();
