@@ -225,7 +225,10 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     async start() {
       if (started) return ports;
       try {
-        const tcp = await listenTcp(config.MQTT_HOST, config.MQTT_PORT, onConnection);
+        const tcp = await listenTcp(config.MQTT_HOST, config.MQTT_PORT, onConnection, {
+          acceptHandles: config.MQTT_ACCEPT_HANDLES,
+          onWarning: (message, err) => logger.warn({ err: err.message }, message),
+        });
         listeners.push(tcp);
         ports.mqtt = tcp.port;
         if (config.MQTT_WS_ENABLED) {

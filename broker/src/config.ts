@@ -9,6 +9,12 @@ export type AnonymousPolicy = (typeof ANONYMOUS_POLICIES)[number];
 export const BrokerConfigSchema = z.object({
   MQTT_HOST: env.string("0.0.0.0", "interface the MQTT, WebSocket and TLS listeners bind to"),
   MQTT_PORT: env.port(1883, "MQTT over TCP listener port (0 = any free port)"),
+  MQTT_ACCEPT_HANDLES: env.int(
+    16,
+    1,
+    256,
+    "listening descriptors of the MQTT TCP port: a busy broker accepts this many connections per event-loop iteration (Node accepts one per descriptor), so a fleet reconnecting at once gets in; 1 = Node's single one",
+  ),
   MQTT_WS_PORT: env.port(9001, "MQTT over WebSocket listener port (0 = any free port)"),
   MQTT_WS_ENABLED: env.bool(true, "serve MQTT over WebSocket on MQTT_WS_PORT"),
   MQTT_TLS_PORT: env.port(8883, "MQTT over TLS listener port, used only when MQTT_TLS_CERT and MQTT_TLS_KEY are set"),

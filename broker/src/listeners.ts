@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import { ConfigError, UnavailableError } from "@esp-fleet/common/errors";
+import { acceptCopies } from "./accept-copies.ts";
 
 export type Transport = "tcp" | "tls" | "ws";
 export type ConnectionHandler = (stream: Duplex, transport: Transport, req?: IncomingMessage) => void;
@@ -53,12 +54,34 @@ function closeServer(server: NetServer | HttpServer): Promise<void> {
   });
 }
 
-export async function listenTcp(host: string, port: number, onConnection: ConnectionHandler): Promise<Listener> {
-  const server = createNetServer((socket: Socket) => {
+export interface TcpListenOptions {
+  /** listening descriptors of the socket (docs/broker.md, "Connection storms"); 1 = Node's one */
+  acceptHandles?: number;
+  /** told when the extra descriptors could not be made; the listener then works with one */
+  onWarning?: (message: string, err: Error) => void;
+}
+
+export async function listenTcp(
+  host: string,
+  port: number,
+  onConnection: ConnectionHandler,
+  opts: TcpListenOptions = {},
+): Promise<Listener> {
+  const accept = (socket: Socket) => {
     onConnection(socket, "tcp");
-  });
+  };
+  const server = createNetServer(accept);
   const bound = await listen(server, port, host, "MQTT_PORT");
-  return { transport: "tcp", port: bound, close: () => closeServer(server) };
+  let extra: NetServer[] = [];
+  try {
+    extra = await acceptCopies(server, (opts.acceptHandles ?? 1) - 1, LISTEN_BACKLOG, accept);
+  } catch (e) {
+    opts.onWarning?.(
+      "MQTT_ACCEPT_HANDLES: could not add listening descriptors; accepting one connection per loop iteration",
+      e as Error,
+    );
+  }
+  return { transport: "tcp", port: bound, close: async () => void (await Promise.all([server, ...extra].map(closeServer))) };
 }
 
 export async function listenTls(

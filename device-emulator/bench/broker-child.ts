@@ -9,10 +9,11 @@
 import "@esp-fleet/common/quiet-debug";
 // one write() per MQTT packet (common/src/packet-writes.ts)
 import "@esp-fleet/common/packet-writes";
-import { createServer, type AddressInfo } from "node:net";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Aedes } from "aedes";
 import { coalesceWrites } from "@esp-fleet/broker/coalesce";
+import { acceptCopies } from "@esp-fleet/broker/accept-copies";
 import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
 import { installFifoQueues } from "@esp-fleet/broker/emitter-queue";
 import { cacheTopicMatches, type TopicMatcher } from "@esp-fleet/broker/match-cache";
@@ -42,14 +43,17 @@ cacheTopicMatches(mq._matcher);
 // accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
 const acceptedAt = new WeakMap<object, number>();
 let connackMsMax = 0;
-const server = createServer((socket) => {
+const onConnection = (socket: Socket) => {
   acceptedAt.set(socket, performance.now());
   aedes.handle(coalesceWrites(socket));
-});
+};
+const server = createServer(onConnection);
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 const port = Number(process.argv[2] ?? 0);
 await new Promise<void>((resolve) => server.listen({ port, host: "127.0.0.1", backlog: LISTEN_BACKLOG }, resolve));
+// and its 16 listening descriptors (MQTT_ACCEPT_HANDLES): 16 accepts per loop iteration, not 1
+const extraListeners = await acceptCopies(server, 15, LISTEN_BACKLOG, onConnection);
 let clients = 0;
 aedes.on("client", (client) => {
   clients++;
@@ -74,6 +78,7 @@ setInterval(() => {
   connackMsMax = 0;
 }, 1000).unref();
 const stop = () => {
+  for (const l of extraListeners) l.close();
   aedes.close(() => server.close(() => process.exit(0)));
   setTimeout(() => process.exit(0), 2000).unref();
 };
