@@ -72,16 +72,20 @@ export async function listenTcp(
   };
   const server = createNetServer(accept);
   const bound = await listen(server, port, host, "MQTT_PORT");
-  let extra: NetServer[] = [];
-  try {
-    extra = await acceptCopies(server, (opts.acceptHandles ?? 1) - 1, LISTEN_BACKLOG, accept);
-  } catch (e) {
+  // The copies take a helper process, 110–180 ms: made in the background, so start-up does not wait for
+  // them; the first descriptor accepts meanwhile.
+  const extra = acceptCopies(server, (opts.acceptHandles ?? 1) - 1, LISTEN_BACKLOG, accept).catch((e: unknown) => {
     opts.onWarning?.(
       "MQTT_ACCEPT_HANDLES: could not add listening descriptors; accepting one connection per loop iteration",
       e as Error,
     );
-  }
-  return { transport: "tcp", port: bound, close: async () => void (await Promise.all([server, ...extra].map(closeServer))) };
+    return [];
+  });
+  return {
+    transport: "tcp",
+    port: bound,
+    close: async () => void (await Promise.all([closeServer(server), extra.then((xs) => Promise.all(xs.map(closeServer)))])),
+  };
 }
 
 export async function listenTls(

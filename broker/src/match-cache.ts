@@ -32,10 +32,6 @@ export class TopicMatchCache<V> {
     readonly depth = 3,
   ) {}
 
-  get size(): number {
-    return this.#hits.size;
-  }
-
   /** Changes whenever something is forgotten: an answer computed under an older generation may be stale. */
   get generation(): number {
     return this.#generation;

@@ -190,14 +190,17 @@ while (stored < (done.readings ?? 0) && Date.now() < deadline) {
 await ingest.drain();
 stored = await telemetryRows();
 // Where rows are missing: a device whose sequence numbers within one boot have a hole lost a reading (or
-// it is still on its way); one with none but fewer rows never delivered its last ones.
+// it is still on its way); one with none but fewer rows never delivered its last ones. Fridge readings
+// only (the default --kinds); other kinds' rows count in the total but are not searched for holes.
 const gaps = (
   await db.query<{ dev: string; boot: number; n: number; span: number }>(
     "SELECT dev, boot, count(*)::int AS n, (max(seq) - min(seq) + 1)::int AS span FROM fridge_readings GROUP BY dev, boot HAVING count(*) <> max(seq) - min(seq) + 1 ORDER BY dev LIMIT 5",
   )
 ).rows;
 if (stored < (done.readings ?? 0)) {
-  console.log(`  ${(done.readings ?? 0) - stored} rows missing after the wait; devices with holes in their sequence: ${JSON.stringify(gaps)}`);
+  console.log(
+    `  ${(done.readings ?? 0) - stored} rows missing after the wait; devices with holes in their sequence: ${JSON.stringify(gaps)}`,
+  );
   await new Promise((r) => setTimeout(r, 15_000));
   stored = await telemetryRows();
   console.log(`  15 s later: ${(done.readings ?? 0) - stored} missing`);
