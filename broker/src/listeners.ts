@@ -73,7 +73,9 @@ export async function listenTcp(
   const server = createNetServer(accept);
   const bound = await listen(server, port, host, "MQTT_PORT");
   // The copies take a helper process, 110–180 ms: made in the background, so start-up does not wait for
-  // them; the first descriptor accepts meanwhile.
+  // them; the first descriptor accepts meanwhile. close() waits for them before closing anything: Node
+  // sends the handle over IPC one copy at a time, and sending a closed one throws (EINVAL) where nothing
+  // can catch it.
   const extra = acceptCopies(server, (opts.acceptHandles ?? 1) - 1, LISTEN_BACKLOG, accept).catch((e: unknown) => {
     opts.onWarning?.(
       "MQTT_ACCEPT_HANDLES: could not add listening descriptors; accepting one connection per loop iteration",
@@ -84,7 +86,7 @@ export async function listenTcp(
   return {
     transport: "tcp",
     port: bound,
-    close: async () => void (await Promise.all([closeServer(server), extra.then((xs) => Promise.all(xs.map(closeServer)))])),
+    close: async () => void (await Promise.all([server, ...(await extra)].map(closeServer))),
   };
 }
 
