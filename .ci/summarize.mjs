@@ -16,6 +16,9 @@ try {
   for (const suite of report.testResults ?? []) {
     if (suite.status === "failed" && (suite.assertionResults ?? []).every((a) => a.status !== "failed")) failed += 1;
   }
+  // Vitest also fails a run whose tests all passed when errors escaped them (unhandled rejections,
+  // exceptions thrown after a test): that counts as one failure, so the line agrees with the exit code.
+  if (report.success === false && failed === Number(extraFailed)) failed += 1;
   if ((report.numTotalTests ?? 0) === 0) ok = false;
 } catch (e) {
   console.error(`cannot read vitest report ${file}: ${e.message}`);
