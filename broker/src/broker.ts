@@ -17,6 +17,7 @@ import { DbCredentialStore } from "./credential-db-store.ts";
 import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
 import { installFifoQueues, type QueuedEmitter } from "./emitter-queue.ts";
 import { installEmitterTrampoline, type EmitterLike } from "./overload.ts";
+import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { coalesceWrites } from "./coalesce.ts";
 import { cacheTopicMatches, type TopicMatcher } from "./match-cache.ts";
@@ -108,11 +109,18 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     concurrency: config.MQTT_CONCURRENCY,
     connectTimeout: config.MQTT_CONNECT_TIMEOUT_MS,
     drainTimeout: config.MQTT_DRAIN_TIMEOUT_MS,
-    preConnect: hooks.preConnect,
+    preConnect(client, packet, callback) {
+      // exact duplicate suppression instead of Aedes's high-water mark, which drops overtaken messages
+      // (dedupe.ts); before anything can be forwarded to this client
+      disableHighWaterDedupe(client);
+      hooks.preConnect(client, packet, callback);
+    },
     authenticate: hooks.authenticate,
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
-    authorizeForward(_client, packet) {
+    authorizeForward(client, packet) {
+      // the same message through a second matching subscription (dedupe.ts)
+      if (isDuplicate(client, packet)) return null;
       metrics.countOut(packet.qos);
       return packet;
     },
@@ -126,6 +134,13 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   if (config.MQTT_JSON_MIRROR) installJsonMirror(aedes, (ok) => metrics.jsonMirrored.inc({ decoded: ok ? "yes" : "no" }));
 
   // Refused publishes were acknowledged (auth.ts); here they stop before routing.
+  // Publishes from clients between their start and their end (persisted, routed): stop() waits for them,
+  // because Aedes acknowledges a QoS 1 message before it routes it.
+  let publishing = 0;
+  const published = (done: ((err?: Error) => void) | undefined) => (err?: Error) => {
+    publishing--;
+    done?.(err);
+  };
   const publish = aedes.publish.bind(aedes) as (packet: unknown, client: unknown, done?: (err?: Error) => void) => void;
   (aedes as unknown as { publish: typeof publish }).publish = function guardedPublish(packet, client, done) {
     if (typeof client === "function") return publish(packet, client);
@@ -134,8 +149,10 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       return;
     }
     // counted here rather than on Aedes's 'publish' event: no listener means a cheaper emit per message
-    if (client) metrics.countIn((packet as { qos: number }).qos);
-    publish(packet, client, done);
+    if (!client) return publish(packet, client, done);
+    metrics.countIn((packet as { qos: number }).qos);
+    publishing++;
+    publish(packet, client, published(done));
   };
 
   let dropLogAt = 0;
@@ -272,9 +289,11 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
         for (const c of clients) (c as unknown as { pause(): void }).pause();
         const mq = (aedes as unknown as { mq: { current: number; length: number } }).mq;
         const deadline = Date.now() + config.MQTT_SHUTDOWN_GRACE_MS;
-        while ((mq.current > 0 || mq.length > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-        if (mq.current > 0 || mq.length > 0)
-          logger.warn({ pending: mq.current + mq.length }, "shutdown grace expired with messages in flight");
+        // A QoS 1 message is acknowledged first and published on the next turn (Aedes): let those start.
+        await new Promise((r) => setImmediate(r));
+        const pending = () => publishing + mq.current + mq.length;
+        while (pending() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        if (pending() > 0) logger.warn({ pending: pending() }, "shutdown grace expired with messages in flight");
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
         await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 2000).unref())]);
         await backend.close().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, "backend close failed"));

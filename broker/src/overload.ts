@@ -10,8 +10,11 @@
  * overflows: `RangeError: Maximum call stack size exceeded` (moscajs/aedes#193, mcollina/mqemitter#204).
  *
  * The fix keeps the fast path untouched and only counts how deep `_do` is nested in the current stack;
- * beyond `maxDepth` the message is routed on the next turn of the event loop (setImmediate) with its
- * concurrency slot kept reserved, so message order and the concurrency bound are unchanged.
+ * beyond `maxDepth` the message is routed on a later turn of the event loop (setImmediate) with its
+ * concurrency slot kept reserved. While any message waits there, every later one waits behind it, so
+ * routing order stays emit order: a message routed ahead of an older one would be lost to every
+ * subscriber with Aedes's own duplicate check (dedupe.ts), and would break the per-publisher order MQTT
+ * promises in any case.
  */
 export interface EmitterLike {
   current: number;
@@ -22,21 +25,51 @@ export function installEmitterTrampoline(mq: EmitterLike, opts: { maxDepth?: num
   const maxDepth = opts.maxDepth ?? 64;
   const original = mq._do;
   let depth = 0;
-  mq._do = function guardedDo(this: EmitterLike, message: unknown, callback: unknown) {
-    if (depth >= maxDepth) {
-      this.current++; // keep the slot: new emits queue behind this message instead of overtaking it
-      opts.onDefer?.();
-      setImmediate(() => {
-        this.current--;
-        mq._do(message, callback);
-      });
-      return this;
-    }
+  /** Messages and their callbacks (pairs) waiting for a later turn, in emit order, from `head` on. */
+  let waiting: unknown[] = [];
+  let head = 0;
+  let scheduled = false;
+  const routeNow = (message: unknown, callback: unknown): unknown => {
     depth++;
     try {
-      return original.call(this, message, callback);
+      return original.call(mq, message, callback);
     } finally {
       depth--;
     }
+  };
+  // The messages waiting at the start of a turn; whatever their routing emits joins the tail, behind the
+  // older ones, and goes on the next turn.
+  const drain = () => {
+    scheduled = false;
+    const end = waiting.length;
+    while (head < end) {
+      const message = waiting[head];
+      const callback = waiting[head + 1];
+      waiting[head] = waiting[head + 1] = undefined;
+      head += 2;
+      mq.current--;
+      routeNow(message, callback);
+    }
+    if (head < waiting.length) {
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(drain);
+      }
+    } else {
+      waiting = [];
+      head = 0;
+    }
+  };
+  mq._do = function guardedDo(this: EmitterLike, message: unknown, callback: unknown) {
+    if (depth < maxDepth && head === waiting.length) return routeNow(message, callback);
+    this.current++; // keep the slot: the concurrency bound still holds
+    (this as { _doing?: boolean })._doing = true; // a routing is under way (mqemitter's leak check reads it)
+    opts.onDefer?.();
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
+    }
+    waiting.push(message, callback);
+    return this;
   };
 }

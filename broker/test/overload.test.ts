@@ -45,6 +45,30 @@ describe("overload: the routing emitter's synchronous recursion", () => {
   });
 });
 
+describe("overload: routing order with the trampoline", () => {
+  it("routes in emit order: a message emitted while older ones wait for the next turn goes after them, not ahead", async () => {
+    const mq = MQEmitter({ concurrency: 100 });
+    let deferred = 0;
+    installEmitterTrampoline(mq, { maxDepth: 3, onDefer: () => deferred++ });
+    const routed: number[] = [];
+    // each routing of chain/n emits chain/n+1 from inside it: the stack deepens until the trampoline defers
+    mq.on("chain/+", (m, cb) => {
+      const n = (m as { n: number }).n;
+      routed.push(n);
+      if (n < 6) mq.emit({ topic: "chain/x", n: n + 1 } as { topic: string }, () => {});
+      cb();
+    });
+    mq.emit({ topic: "chain/x", n: 0 } as { topic: string }, () => {});
+    expect(deferred).toBeGreaterThan(0);
+    // from a fresh stack, before the deferred ones have been routed
+    mq.emit({ topic: "chain/x", n: 100 } as { topic: string }, () => {});
+    await waitFor(() => routed.length === 8, "every message routed", 2000, 5);
+    // emit order: 4 is emitted while 3 is routed, on the next turn, after 100
+    expect(routed).toEqual([0, 1, 2, 3, 100, 4, 5, 6]);
+    expect(mq.current).toBe(0);
+  });
+});
+
 describe("overload: 2,000 clients offering 20,000 QoS 1 messages while a frozen subscriber holds the slots", () => {
   let b: TestBrokerHandle;
   let frozen: Socket | undefined;
