@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, and the second's worst event-loop delay and accept → CONNACK time. Stops on SIGTERM. Usage: tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), and the second's worst event-loop delay and accept → CONNACK time. Stops on SIGTERM. Usage: tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -19,6 +19,7 @@ import { installFifoQueues } from "@esp-fleet/broker/emitter-queue";
 import { cacheTopicMatches, type TopicMatcher } from "@esp-fleet/broker/match-cache";
 import { installEmitterTrampoline, type EmitterLike } from "@esp-fleet/broker/overload";
 import { createBackend } from "@esp-fleet/broker/persistence";
+import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
 
 const backend = await createBackend(undefined, silentLogger());
@@ -26,6 +27,13 @@ const aedes = await Aedes.createBroker({
   drainTimeout: 5000,
   concurrency: 1000,
   persistence: backend.persistence as never,
+  // exact duplicate suppression, as `esp-fleet broker` has it: Aedes's own drops a message overtaken in
+  // routing (broker/src/dedupe.ts, docs/broker.md "Duplicate suppression")
+  preConnect: (client, _packet, callback) => {
+    disableHighWaterDedupe(client);
+    callback(null, true);
+  },
+  authorizeForward: (client, packet) => (isDuplicate(client, packet) ? null : packet),
 });
 // The broker package's two fixes to Aedes's router, as `esp-fleet broker` installs them: an O(1)
 // routing backlog (broker/src/emitter-queue.ts — without it a backlog of more than ~16,000 messages
@@ -36,7 +44,8 @@ const mq = (
     mq: EmitterLike & { length: number; _messageQueue: unknown; _messageCallbacks: unknown; _matcher: TopicMatcher };
   }
 ).mq;
-installEmitterTrampoline(mq);
+let deferred = 0;
+installEmitterTrampoline(mq, { onDefer: () => deferred++ });
 installFifoQueues(mq);
 // and its throughput settings: topic-match cache, one writev per socket per event-loop turn
 cacheTopicMatches(mq._matcher);
@@ -70,6 +79,7 @@ setInterval(() => {
       rss: process.memoryUsage().rss,
       clients,
       queued: mq.length,
+      deferred,
       loopDelayMsMax: Math.round(loopDelay.max / 1e6),
       connackMsMax: Math.round(connackMsMax),
     })}\n`,

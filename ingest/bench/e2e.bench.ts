@@ -81,10 +81,16 @@ const port = await new Promise<number>((resolve) => {
     (tag, data) => {
       if (tag === "READY") resolve(Number(data));
       if (tag === "STATS") {
-        const s = JSON.parse(data) as { cpuUs: number; queued?: number; loopDelayMsMax?: number; connackMsMax?: number };
+        const s = JSON.parse(data) as {
+          cpuUs: number;
+          queued?: number;
+          deferred?: number;
+          loopDelayMsMax?: number;
+          connackMsMax?: number;
+        };
         brokerCpuUs = s.cpuUs;
         brokerQueued = s.queued ?? 0;
-        brokerLoop = `loop delay max ${s.loopDelayMsMax} ms, accept→CONNACK max ${s.connackMsMax} ms`;
+        brokerLoop = `loop delay max ${s.loopDelayMsMax} ms, accept→CONNACK max ${s.connackMsMax} ms, routings deferred ${s.deferred ?? 0}`;
       }
     },
     profile,
