@@ -2,6 +2,7 @@
  * The measured process of `bench:emulator`: a fleet of N devices (one MQTT.js session each) in this
  * process, nothing else. Protocol on stdout, one line each:
  *   PROGRESS {…}      every second while ramping up
+ *   SETTLED {…}       (with `goOnStdin`) the fleet is at its pace; waits for a line `GO` on stdin
  *   WINDOW_START {…}  all devices online; measurement starts
  *   WINDOW_END {…}    after the window: CPU %, RSS, event-loop lag p99, messages sent
  *   DONE {…}          after a clean stop: total telemetry readings produced
@@ -26,6 +27,9 @@ interface ChildOptions {
   intervalMs: number;
   rampMs: number;
   seed: number;
+  /** Start the window only when the parent writes `GO` on stdin (bench:e2e waits until the pipeline
+   * behind the broker has worked off the connection storm), at most 120 s after settling. */
+  goOnStdin?: boolean;
   /** "bare": plain MQTT.js clients doing the same publishing (the baseline), no firmware. */
   mode?: "fleet" | "bare";
 }
@@ -183,6 +187,21 @@ for (let i = 0, ok = 0, prev = fleet.stats().readings; i < 60 && ok < 3; i++) {
   emit("SETTLE", { readingsPerS: now - prev, lagMs });
   ok = Math.abs(now - prev - nominalPerS) <= nominalPerS * 0.03 && lagMs < 100 ? ok + 1 : 0;
   prev = now;
+}
+if (o.goOnStdin) {
+  const settledAt = Date.now();
+  emit("SETTLED", { t: settledAt - t0 });
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 120_000);
+    process.stdin.setEncoding("utf8");
+    process.stdin.on("data", (d: string) => {
+      if (d.includes("GO")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  process.stdin.pause();
 }
 const startStats = fleet.stats();
 const cpu0 = process.cpuUsage();

@@ -5,7 +5,9 @@
  *     one MQTT.js session each, firmware-style (birth/meta/heartbeat/telemetry at `--interval`),
  *   - ingest: this process (createIngest, persistent session, ack after commit),
  *   - PostgreSQL: a fresh database on TEST_DATABASE_URL (default the local server), dropped at the end.
- * Measures, over the emulator's steady window: readings committed per second, publish→commit latency
+ * Measures, over the steady window — it starts when the fleet is at its pace and the connection storm's
+ * backlog is worked off (broker queue and ingest's uncommitted messages under one second of readings for
+ * 3 s; at most 120 s after the fleet settles; the time it took is printed): readings committed per second, publish→commit latency
  * (device ts → commit; same clock), and after the fleet stops, loss = readings produced − rows stored.
  * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
@@ -50,7 +52,7 @@ function child(
   onLine: (tag: string, data: string) => void,
   nodeFlags: string[] = [],
 ): ChildProcess {
-  const c = spawn(process.execPath, [...nodeFlags, "--import", "tsx", file, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const c = spawn(process.execPath, [...nodeFlags, "--import", "tsx", file, ...args], { stdio: ["pipe", "pipe", "inherit"] });
   children.push(c);
   createInterface({ input: c.stdout! }).on("line", (line) => {
     const i = line.indexOf(" ");
@@ -124,6 +126,7 @@ let windowCpu = process.cpuUsage();
 let windowEnd: Record<string, number> = {};
 let ingestCpuPct = 0;
 let windowWall = 0;
+let settledAt = 0;
 // On failure, stop the children with SIGTERM (not the exit handler's SIGKILL) so a profiled broker
 // writes its profile — the failing run is the one worth profiling.
 const stopChildren = () =>
@@ -150,10 +153,28 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
         intervalMs: Number(values.interval),
         rampMs: Math.round(devices * 0.5),
         seed: 1,
+        goOnStdin: true,
       };
   const file = lean ? here("./lean-publisher-child.ts") : here("../../device-emulator/bench/emulator-child.ts");
   const c = child(file, [JSON.stringify(opts)], (tag, data) => {
     if (tag === "PROGRESS") process.stdout.write(`  progress: ${data} broker queue ${brokerQueued}, ${brokerLoop}\n`);
+    if (tag === "SETTLED") {
+      // The steady state starts when the connection storm's backlog is worked off: the broker's routing
+      // queue and ingest's uncommitted messages both under a second's worth of readings for 3 s in a row.
+      settledAt = performance.now();
+      console.log(`  fleet at its pace: ${data}; waiting for the broker queue and ingest to drain`);
+      let calm = 0;
+      const watch = setInterval(() => {
+        const pendingNow = ingest.stats().pending;
+        calm = brokerQueued < devices && pendingNow < devices ? calm + 1 : 0;
+        if (calm < 3) return;
+        clearInterval(watch);
+        console.log(
+          `  drained ${((performance.now() - settledAt) / 1000).toFixed(1)} s after the fleet settled (broker queue ${brokerQueued}, ingest pending ${pendingNow})`,
+        );
+        c.stdin!.write("GO\n");
+      }, 1000);
+    }
     if (tag === "WINDOW_START") {
       inWindow = true;
       windowStart = performance.now();
