@@ -127,6 +127,7 @@ let windowEnd: Record<string, number> = {};
 let ingestCpuPct = 0;
 let windowWall = 0;
 let settledAt = 0;
+let watch: NodeJS.Timeout | undefined;
 // On failure, stop the children with SIGTERM (not the exit handler's SIGKILL) so a profiled broker
 // writes its profile — the failing run is the one worth profiling.
 const stopChildren = () =>
@@ -164,11 +165,12 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       settledAt = performance.now();
       console.log(`  fleet at its pace: ${data}; waiting for the broker queue and ingest to drain`);
       let calm = 0;
-      const watch = setInterval(() => {
+      watch = setInterval(() => {
         const pendingNow = ingest.stats().pending;
         calm = brokerQueued < devices && pendingNow < devices ? calm + 1 : 0;
         if (calm < 3) return;
         clearInterval(watch);
+        watch = undefined;
         console.log(
           `  drained ${((performance.now() - settledAt) / 1000).toFixed(1)} s after the fleet settled (broker queue ${brokerQueued}, ingest pending ${pendingNow})`,
         );
@@ -176,6 +178,12 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       }, 1000);
     }
     if (tag === "WINDOW_START") {
+      if (watch) {
+        clearInterval(watch);
+        console.log(
+          `  NOT drained 120 s after the fleet settled (broker queue ${brokerQueued}, ingest pending ${ingest.stats().pending}): the window measures a pipeline that is behind`,
+        );
+      }
       inWindow = true;
       windowStart = performance.now();
       windowCpu = process.cpuUsage();
