@@ -38,6 +38,7 @@ interface DedupeClient {
 interface NumberedPacket {
   brokerId?: string;
   brokerCounter?: number;
+  messageId?: number;
 }
 
 /** Switch off Aedes's high-water-mark dedupe for one client. Call before anything is forwarded to it
@@ -50,11 +51,18 @@ export function disableHighWaterDedupe(client: object): void {
 }
 
 /** True when `packet` is the message last forwarded to `client` (a second matching subscription); false
- * otherwise, and then it is remembered as the last one. Messages without a broker number always pass. */
+ * otherwise, and then it is remembered as the last one. Messages without a broker number always pass.
+ *
+ * A persistent session's queue replayed at its reconnect passes too, unseen and unremembered: Aedes asks
+ * `authorizeForward` for those as well (connect.js `emptyQueueFilter`, each a `QoSPacket` that already has
+ * its packet identifier — a routed message has none yet), and a refusal there *deletes* the queued entry.
+ * While a backlog is routed, the same message can reach a reconnected session both live and from its
+ * queue; had the replay been refused as the duplicate of the live copy, the live copy would then find its
+ * queue entry gone and never be written — a loss. Both copies go (QoS 1 allows the duplicate). */
 export function isDuplicate(client: object, packet: NumberedPacket): boolean {
   const id = packet.brokerId;
   const counter = packet.brokerCounter;
-  if (!id || !counter) return false;
+  if (!id || !counter || typeof packet.messageId === "number") return false;
   const c = client as DedupeClient;
   if (c.lastForwardedCounter === counter && c.lastForwardedBroker === id) return true;
   c.lastForwardedBroker = id;

@@ -3,6 +3,7 @@ import { Aedes } from "aedes";
 import type { MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, waitFor } from "@esp-fleet/common/testing";
+import { disableHighWaterDedupe, isDuplicate } from "../src/dedupe.ts";
 import { closeClient, connect, startBroker } from "./helpers.ts";
 
 interface Persistence {
@@ -52,6 +53,26 @@ async function overtake(url: string, aedes: Aedes): Promise<string[]> {
 }
 
 describe("duplicate suppression (dedupe.ts)", () => {
+  it("isDuplicate: only the message last forwarded is a duplicate; a replayed queue entry always passes and is not remembered", () => {
+    const client = {};
+    disableHighWaterDedupe(client);
+    const live = (n: number) => ({ brokerId: "b", brokerCounter: n });
+    expect(isDuplicate(client, live(5))).toBe(false);
+    expect(isDuplicate(client, live(5))).toBe(true); // a second matching subscription
+    expect(isDuplicate(client, live(4))).toBe(false); // late, not a duplicate
+    expect(isDuplicate(client, { brokerId: "c", brokerCounter: 4 })).toBe(false); // another broker's 4
+    // the same message replayed from the session queue (it has its packet identifier): forwarded again
+    expect(isDuplicate(client, { ...live(4), messageId: 17 })).toBe(false);
+    expect(isDuplicate(client, { ...live(4), messageId: 17 })).toBe(false);
+    // and the live record is untouched by it
+    expect(isDuplicate(client, { brokerId: "c", brokerCounter: 4 })).toBe(true);
+    expect(isDuplicate(client, {})).toBe(false);
+    // Aedes's own table reads as empty and ignores writes
+    const table = (client as { duplicates: Record<string, number> }).duplicates;
+    table.b = 9;
+    expect(table.b).toBeUndefined();
+  });
+
   it("plain Aedes 1.2 loses a message overtaken in routing: its publisher was acknowledged, the subscriber never gets it", async () => {
     const aedes = await Aedes.createBroker();
     const server = createServer(aedes.handle);
@@ -89,5 +110,43 @@ describe("duplicate suppression (dedupe.ts)", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(got).toEqual(Array.from({ length: 20 }, (_, i) => `${i % 2 ? "t/x" : "t/y"}=${i}`));
     expect(otherGot).toBe(20);
+  });
+});
+
+describe("a persistent session that leaves and comes back while publishers are busy", () => {
+  it("gets every message (queued ones replayed at its return, the rest live)", { timeout: 60_000 }, async () => {
+    // a small router (10 slots), so that routing lags behind the publishers
+    const b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_CONCURRENCY: "10" });
+    closers.push(() => b.close());
+    const got = new Set<string>();
+    let copies = 0;
+    const subscribe = async () => {
+      const s = await connect(b.url, { clientId: "backlog-sub", clean: false });
+      clients.push(s);
+      s.on("message", (_t, payload) => {
+        copies++;
+        got.add(payload.toString());
+      });
+      return s;
+    };
+    let sub = await subscribe();
+    await sub.subscribeAsync("load/#", { qos: 1 });
+    const pubs = await Promise.all(Array.from({ length: 20 }, (_, i) => connect(b.url, { clientId: `load-pub-${i}` })));
+    clients.push(...pubs);
+    const total = 20 * 400;
+    const sent = pubs.flatMap((p, i) =>
+      Array.from({ length: 400 }, (_, k) => p.publishAsync(`load/${i}`, `${i}:${k}`, { qos: 1 })),
+    );
+    // away and back twice while the publishers are at it
+    for (let round = 0; round < 2; round++) {
+      await new Promise((r) => setTimeout(r, 150));
+      await sub.endAsync(true);
+      await new Promise((r) => setTimeout(r, 100));
+      sub = await subscribe();
+    }
+    await Promise.all(sent);
+    await waitFor(() => got.size === total, `all ${total} messages at the subscriber`, 40_000);
+    expect(got.size).toBe(total);
+    expect(copies).toBeGreaterThanOrEqual(total);
   });
 });
