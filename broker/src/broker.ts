@@ -103,19 +103,34 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     isStopping: () => stopping,
   });
 
+  /** Client ids whose session last connected with a service account (ingest, sqal): their offline queue
+   * holds up to MQTT_MAX_QUEUED_MESSAGES_SERVICE, a restart's worth of readings. */
+  const serviceSessions = new Set<string>();
+  const queueLimit = (clientId: string) =>
+    serviceSessions.has(clientId) ? config.MQTT_MAX_QUEUED_MESSAGES_SERVICE : config.MQTT_MAX_QUEUED_MESSAGES;
   const aedes = new Aedes({
     ...(backend.mq ? { mq: backend.mq } : {}),
     persistence: backend.persistence,
     concurrency: config.MQTT_CONCURRENCY,
     connectTimeout: config.MQTT_CONNECT_TIMEOUT_MS,
     drainTimeout: config.MQTT_DRAIN_TIMEOUT_MS,
+    authenticate(client, username, password, done) {
+      hooks.authenticate(client, username, password, (err, ok) => {
+        // remembered for its offline queue's bound (MQTT_MAX_QUEUED_MESSAGES_SERVICE)
+        if (!err && ok) {
+          const who = hooks.principalOf(client);
+          if (who?.kind === "user" && who.role === "service") serviceSessions.add(client.id);
+          else serviceSessions.delete(client.id);
+        }
+        done(err, ok);
+      });
+    },
     preConnect(client, packet, callback) {
       // exact duplicate suppression instead of Aedes's high-water mark, which drops overtaken messages
       // (dedupe.ts); before anything can be forwarded to this client
       disableHighWaterDedupe(client);
       hooks.preConnect(client, packet, callback);
     },
-    authenticate: hooks.authenticate,
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward(client, packet) {
@@ -160,7 +175,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   limitOfflineQueues(
     backend.persistence,
     {
-      limit: config.MQTT_MAX_QUEUED_MESSAGES,
+      limitFor: queueLimit,
+      anyLimit: config.MQTT_MAX_QUEUED_MESSAGES > 0 || config.MQTT_MAX_QUEUED_MESSAGES_SERVICE > 0,
       isConnectedHere: (id) => (aedes as unknown as { clients: Record<string, unknown> }).clients[id] !== undefined,
       onDrop(clientId, topic) {
         metrics.offlineDropped.inc();
@@ -168,7 +184,12 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
         const now = Date.now();
         if (now - dropLogAt > 10_000) {
           logger.warn(
-            { clientId, topic, dropped: dropsSinceLog, limit: config.MQTT_MAX_QUEUED_MESSAGES },
+            {
+              clientId,
+              topic,
+              dropped: dropsSinceLog,
+              limit: queueLimit(clientId),
+            },
             "offline queue full: newest messages dropped",
           );
           dropLogAt = now;

@@ -53,6 +53,12 @@ export const BrokerConfigSchema = z.object({
     10_000_000,
     "QoS 1/2 messages kept per offline persistent session; beyond it the newest are dropped and counted (0 = unlimited)",
   ),
+  MQTT_MAX_QUEUED_MESSAGES_SERVICE: env.int(
+    200_000,
+    0,
+    10_000_000,
+    "the same for a session last connected with a service account (ingest, sqal): ~20 s of a 10,000-device fleet's readings (0 = unlimited)",
+  ),
   MQTT_CONCURRENCY: env.int(100, 1, 100_000, "messages routed concurrently by the broker's emitter"),
   MQTT_COALESCE_WRITES: env.bool(
     true,

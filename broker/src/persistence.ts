@@ -97,13 +97,17 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
 }
 
 export interface QueueLimitOptions {
-  limit: number;
+  /** Queue bound for a session (0 = unlimited). */
+  limitFor(clientId: string): number;
+  /** False when every session is unlimited: nothing is installed. */
+  anyLimit: boolean;
   isConnectedHere(clientId: string): boolean;
   onDrop(clientId: string, topic: string): void;
 }
 
 /**
- * Bound each offline persistent session's queue (MQTT_MAX_QUEUED_MESSAGES). Drop policy: when the
+ * Bound each offline persistent session's queue (MQTT_MAX_QUEUED_MESSAGES, or
+ * MQTT_MAX_QUEUED_MESSAGES_SERVICE for a service account's session). Drop policy: when the
  * queue is full the *newest* message is not queued for that session (like Mosquitto's
  * max_queued_messages), counted in broker_offline_dropped_total and logged. Sessions connected to this
  * node are not limited here — their queue is the in-flight window, bounded by drainTimeout.
@@ -113,13 +117,16 @@ export function limitOfflineQueues(
   opts: QueueLimitOptions,
   queueLength: (id: string) => Promise<number>,
 ): void {
-  if (opts.limit <= 0) return;
+  if (!opts.anyLimit) return;
   const combi = persistence.outgoingEnqueueCombi.bind(persistence);
   const update = persistence.outgoingUpdate.bind(persistence);
   const limited = async (subs: { clientId: string }[], packet: { topic: string }) => {
-    const lengths = await Promise.all(subs.map((s) => (opts.isConnectedHere(s.clientId) ? 0 : queueLength(s.clientId))));
+    const lengths = await Promise.all(
+      subs.map((s) => (opts.isConnectedHere(s.clientId) || opts.limitFor(s.clientId) <= 0 ? 0 : queueLength(s.clientId))),
+    );
     const kept = subs.filter((s, i) => {
-      if ((lengths[i] ?? 0) < opts.limit) return true;
+      const limit = opts.limitFor(s.clientId);
+      if (limit <= 0 || (lengths[i] ?? 0) < limit) return true;
       opts.onDrop(s.clientId, packet.topic);
       return false;
     });

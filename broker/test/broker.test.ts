@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { connect as netConnect } from "node:net";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { MqttClient } from "mqtt";
+import mqtt, { type MqttClient } from "mqtt";
 import mqttPacket from "mqtt-packet";
 import { buildHttpApp } from "@esp-fleet/common/http";
 import { waitFor } from "@esp-fleet/common/testing";
@@ -288,5 +288,56 @@ describe("anonymous policies", () => {
     } finally {
       await b.close();
     }
+  });
+});
+
+describe("offline queue bounds (MQTT_MAX_QUEUED_MESSAGES, MQTT_MAX_QUEUED_MESSAGES_SERVICE)", () => {
+  let b: TestBrokerHandle;
+  const clients: MqttClient[] = [];
+  afterAll(async () => {
+    await Promise.all(clients.map(closeClient));
+    await b?.close();
+  });
+
+  it("a service account's session keeps its larger queue while away; a viewer's keeps the first 100 and the rest are counted", async () => {
+    b = await startBroker({ MQTT_ANONYMOUS: "off", MQTT_MAX_QUEUED_MESSAGES: "100", MQTT_MAX_QUEUED_MESSAGES_SERVICE: "1000" });
+    const pw = {
+      dev1: await b.provision("dev1", "device"),
+      viewer: await b.provision("viewer", "viewer"),
+      ingest: await b.provision("svc-ingest", "service", ["ingest"]),
+    };
+    const session = async (username: string, password: string) => {
+      const c = await connect(b.url, { username, password, clientId: `${username}-q`, clean: false });
+      clients.push(c);
+      return c;
+    };
+    // both subscribe with persistent sessions, then go away
+    for (const [u, p] of [
+      ["svc-ingest", pw.ingest],
+      ["viewer", pw.viewer],
+    ] as const) {
+      const c = await session(u, p);
+      await c.subscribeAsync("s1/fridge/+/telemetry", { qos: 1 });
+      await c.endAsync();
+    }
+    const dev = await connect(b.url, { username: "dev1", password: pw.dev1, clientId: "dev1" });
+    clients.push(dev);
+    for (let i = 0; i < 300; i++) await dev.publishAsync("s1/fridge/dev1/telemetry", String(i), { qos: 1 });
+    // back: each gets its queue
+    const got = { "svc-ingest": [] as string[], viewer: [] as string[] };
+    for (const [u, p] of [
+      ["svc-ingest", pw.ingest],
+      ["viewer", pw.viewer],
+    ] as const) {
+      const c = mqtt.connect(b.url, { username: u, password: p, clientId: `${u}-q`, clean: false, reconnectPeriod: 0 });
+      clients.push(c);
+      c.on("message", (_t, payload) => got[u].push(payload.toString()));
+    }
+    await waitFor(() => got["svc-ingest"].length === 300 && got.viewer.length === 100, "both queues delivered");
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got["svc-ingest"]).toEqual(Array.from({ length: 300 }, (_, i) => String(i)));
+    // the oldest 100 kept, the newest 200 dropped and counted
+    expect(got.viewer).toEqual(Array.from({ length: 100 }, (_, i) => String(i)));
+    expect(await b.broker.http.metrics.getSingleMetricAsString("broker_offline_dropped_total")).toMatch(/ 200$/m);
   });
 });
