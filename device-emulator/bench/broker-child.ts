@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, routings deferred by the recursion guard (total), and the second's worst event-loop delay and accept → CONNACK time. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), and the second's worst event-loop delay and accept → CONNACK time. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_DRAIN_TIMEOUT_MS=5000] tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -24,7 +24,7 @@ import { silentLogger } from "@esp-fleet/common/logger";
 
 const backend = await createBackend(undefined, silentLogger());
 const aedes = await Aedes.createBroker({
-  drainTimeout: 5000,
+  drainTimeout: Number(process.env.MQTT_DRAIN_TIMEOUT_MS ?? 5000),
   concurrency: Number(process.env.MQTT_CONCURRENCY ?? 1000),
   persistence: backend.persistence as never,
   // exact duplicate suppression, as `esp-fleet broker` has it: Aedes's own drops a message overtaken in
