@@ -51,6 +51,11 @@ export function installEmitterTrampoline(mq: EmitterLike, opts: { maxDepth?: num
       routeNow(message, callback);
     }
     if (head < waiting.length) {
+      // routed entries stay as holes at the front until the list empties; drop them if it never does
+      if (head >= 4096) {
+        waiting = waiting.slice(head);
+        head = 0;
+      }
       if (!scheduled) {
         scheduled = true;
         setImmediate(drain);

@@ -164,10 +164,11 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       // queue and ingest's uncommitted messages both under a second's worth of readings for 3 s in a row.
       settledAt = performance.now();
       console.log(`  fleet at its pace: ${data}; waiting for the broker queue and ingest to drain`);
+      const perSecond = (devices * 1000) / Number(values.interval);
       let calm = 0;
       watch = setInterval(() => {
         const pendingNow = ingest.stats().pending;
-        calm = brokerQueued < devices && pendingNow < devices ? calm + 1 : 0;
+        calm = brokerQueued < perSecond && pendingNow < perSecond ? calm + 1 : 0;
         if (calm < 3) return;
         clearInterval(watch);
         watch = undefined;
