@@ -15,12 +15,10 @@ import type { BrokerConfig } from "./config.ts";
 import { FileCredentialStore, type CredentialStore } from "./credentials.ts";
 import { DbCredentialStore } from "./credential-db-store.ts";
 import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
-import { installFifoQueues, type QueuedEmitter } from "./emitter-queue.ts";
-import { installEmitterTrampoline, type EmitterLike } from "./overload.ts";
+import { installRouterFixes } from "./router-fixes.ts";
 import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { coalesceWrites } from "./coalesce.ts";
-import { cacheTopicMatches, type TopicMatcher } from "./match-cache.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
 
@@ -140,11 +138,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       return packet;
     },
   });
-  // Aedes's own in-memory emitter (mqemitter-redis routes through Redis and is left alone)
-  if (!backend.mq) cacheTopicMatches((aedes as unknown as { mq: { _matcher: TopicMatcher } }).mq._matcher);
-  installEmitterTrampoline((aedes as unknown as { mq: EmitterLike }).mq, { onDefer: () => metrics.emitterDeferred.inc() });
-  // O(1) routing backlog (emitter-queue.ts); mqemitter-redis keeps the same two arrays
-  if (!installFifoQueues((aedes as unknown as { mq: Partial<QueuedEmitter> }).mq))
+  // the topic-match cache only on Aedes's own in-memory emitter (mqemitter-redis routes through Redis)
+  if (!installRouterFixes(aedes, { cacheMatches: !backend.mq, onDefer: () => metrics.emitterDeferred.inc() }))
     logger.warn("routing emitter without the expected backlog arrays: its queue stays an array (O(n) shift)");
   if (config.MQTT_JSON_MIRROR) installJsonMirror(aedes, (ok) => metrics.jsonMirrored.inc({ decoded: ok ? "yes" : "no" }));
 

@@ -15,9 +15,7 @@ import { Aedes } from "aedes";
 import { coalesceWrites } from "@esp-fleet/broker/coalesce";
 import { acceptCopies } from "@esp-fleet/broker/accept-copies";
 import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
-import { installFifoQueues } from "@esp-fleet/broker/emitter-queue";
-import { cacheTopicMatches, type TopicMatcher } from "@esp-fleet/broker/match-cache";
-import { installEmitterTrampoline, type EmitterLike } from "@esp-fleet/broker/overload";
+import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
 import { createBackend } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
@@ -35,26 +33,17 @@ const aedes = await Aedes.createBroker({
   },
   authorizeForward: (client, packet) => (isDuplicate(client, packet) ? null : packet),
 });
-// The broker package's two fixes to Aedes's router, as `esp-fleet broker` installs them: an O(1)
-// routing backlog (broker/src/emitter-queue.ts — without it a backlog of more than ~16,000 messages
-// drains in O(n²)) and the recursion guard (broker/src/overload.ts — without it draining a backlog
-// overflows the stack). docs/broker.md, "Overload" and "Routing backlog".
-const mq = (
-  aedes as unknown as {
-    mq: EmitterLike & { length: number; _messageQueue: unknown; _messageCallbacks: unknown; _matcher: TopicMatcher };
-  }
-).mq;
+// The broker package's fixes to Aedes's router, as `esp-fleet broker` installs them (broker/src/router-fixes.ts):
+// the recursion guard, an O(1) routing backlog and the topic-match cache.
 let deferred = 0;
-installEmitterTrampoline(mq, { onDefer: () => deferred++ });
-installFifoQueues(mq);
-// and its throughput settings: topic-match cache, one writev per socket per event-loop turn
-cacheTopicMatches(mq._matcher);
+installRouterFixes(aedes, { cacheMatches: true, onDefer: () => deferred++ });
+const mq = (aedes as unknown as { mq: { length: number } }).mq;
 // accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
 const acceptedAt = new WeakMap<object, number>();
 let connackMsMax = 0;
 const onConnection = (socket: Socket) => {
   acceptedAt.set(socket, performance.now());
-  aedes.handle(coalesceWrites(socket));
+  aedes.handle(coalesceWrites(socket)); // one writev per socket per event-loop turn, as the broker does
 };
 const server = createServer(onConnection);
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
