@@ -12,6 +12,8 @@ import {
   type InspectionProfile,
 } from "@esp-fleet/schemas";
 import { SeededRng } from "./rng.ts";
+import { encodeFridgeTelemetry, fridgeTelemetryHead } from "./wire.ts";
+import type { CborChunk } from "@esp-fleet/schemas/cbor-writer";
 import { AlarmDebouncer, ALARM_FIELDS } from "./models/alarms.ts";
 import { FridgeModel, type FridgeValues } from "./models/fridge.ts";
 import { FeedingLot, lotCode, lotNumber, momentOf, nextFeedingAt } from "./models/feeding.ts";
@@ -237,6 +239,8 @@ export class EmulatedDevice implements TimerTarget {
   // models
   #fridge: FridgeModel | undefined;
   #alarms: AlarmDebouncer | undefined;
+  /** The CBOR head of this boot's fridge readings (wire.ts), encoded at the first reading. */
+  #fridgeHead: CborChunk | undefined;
   #lot: FeedingLot | undefined;
   #inspection: Inspection | undefined;
   #stopping: Promise<void> | undefined;
@@ -335,6 +339,7 @@ export class EmulatedDevice implements TimerTarget {
     this.#stored.boot += 1;
     this.#store.save(this.spec.dev, this.#stored);
     this.boot = this.#stored.boot;
+    this.#fridgeHead = undefined;
     this.#bootReason = reason;
     this.#bootAt = now;
     this.#seqTelemetry = this.#seqStatus = this.#seqMeta = this.#seqEvent = this.#seqRes = 0;
@@ -713,27 +718,9 @@ export class EmulatedDevice implements TimerTarget {
     const v: FridgeValues = model.read(this.#rng, dtS, this.#faultProb);
     const truth = model.lastReadingFault;
     this.#faultEvents(model);
-    const msg = {
-      v: SCHEMA_VERSION,
-      dev: this.spec.dev,
-      boot: this.boot,
-      seq: this.#seqTelemetry++,
-      ts: this.#now(),
-      t: v.t,
-      t_evap: v.t_evap,
-      p_lo: v.p_lo,
-      p_hi: v.p_hi,
-      i_comp: v.i_comp,
-      v_sup: v.v_sup,
-      vib: v.vib,
-      rh: v.rh,
-      flow: v.flow,
-      door: v.door,
-      comp: v.comp,
-      defrost: v.defrost,
-      sim: { fault: truth },
-    };
-    this.#send("telemetry", encodeCbor(msg), QOS1, true);
+    const head = (this.#fridgeHead ??= fridgeTelemetryHead(this.spec.dev, this.boot));
+    const msg = encodeFridgeTelemetry(head, this.#seqTelemetry++, this.#now(), v, truth);
+    this.#send("telemetry", msg, QOS1, true);
     // What the real controller can see: readings outside the validation bounds raise an alarm, cleared
     // only once the value is well back inside for a few readings (no flapping around a bound).
     const alarms = (this.#alarms ??= new AlarmDebouncer(model.profile));

@@ -235,6 +235,67 @@ export function encodeFast(v: unknown): Buffer {
   return out;
 }
 
+/** Bytes encoded ahead of time for the streaming writer below: a map key, or a message's constant head. */
+export type CborChunk = Uint8Array & { readonly __cborChunk: true };
+
+/** A map key pre-encoded (text header + UTF-8 bytes). */
+export function cborKey(k: string): CborChunk {
+  const save = pos;
+  text(k);
+  const bytes = Uint8Array.prototype.slice.call(buf, save, pos);
+  pos = save;
+  return bytes as CborChunk;
+}
+
+/**
+ * A streaming writer for fixed-shape messages on a hot path — the way firmware writes CBOR (TinyCBOR's
+ * `cbor_encode_*`): the caller writes the map header with its exact size, then each pre-encoded key and
+ * its value, and takes the bytes with `end()`. No message object is built and no keys are looked up.
+ * Same rules and bytes as `encodeFast` for the same fields in the same order (a test checks the emulator's
+ * writers against `encodeCbor`). One message at a time and synchronously: it shares `encodeFast`'s
+ * buffer, so nothing else may encode between `begin()` and `end()`.
+ */
+export const cborStream = {
+  /** Start a message whose top level is a map of `size` entries. */
+  begin(size: number): void {
+    pos = 0;
+    head(0xa0, size);
+  },
+  /** Start a message with bytes encoded earlier (a constant head: map header and the first fields). */
+  start(head: CborChunk): void {
+    pos = 0;
+    cborStream.key(head);
+  },
+  map(size: number): void {
+    head(0xa0, size);
+  },
+  /** A pre-encoded key (or any pre-encoded chunk). */
+  key(k: CborChunk): void {
+    const n = k.length;
+    ensure(n);
+    for (let i = 0; i < n; i++) buf[pos + i] = k[i] as number;
+    pos += n;
+  },
+  number,
+  text,
+  bool(b: boolean): void {
+    ensure(1);
+    buf[pos++] = b ? 0xf5 : 0xf4;
+  },
+  null(): void {
+    ensure(1);
+    buf[pos++] = 0xf6;
+  },
+  /** Any value `encodeFast` writes (nested maps and arrays included). */
+  value,
+  /** The message's bytes as a fresh Buffer (safe to keep). */
+  end(): Buffer {
+    const out = Buffer.allocUnsafe(pos);
+    buf.copy(out, 0, 0, pos);
+    return out;
+  },
+};
+
 /** True when every value of `a` fits in one byte, so it goes on the wire as a uint8 typed array. */
 export function fitsInBytes(a: Uint16Array): boolean {
   for (let i = 0; i < a.length; i++) if ((a[i] as number) > 0xff) return false;
