@@ -27,8 +27,10 @@ function suite(name: string, openTestDb: () => Promise<{ db: Db; cleanup(): Prom
     let cleanup: () => Promise<void>;
     let ingest: IngestService;
     const clientId = `ingest-test-${Math.random().toString(36).slice(2)}`;
+    let registry: Registry;
     const start = async () => {
-      const s = createIngest({ db, mqttUrl: broker.url, clientId, logger, metrics: new Registry(), batchSize: 200, batchMs: 20 });
+      registry = new Registry();
+      const s = createIngest({ db, mqttUrl: broker.url, clientId, logger, metrics: registry, batchSize: 200, batchMs: 20 });
       await s.start();
       return s;
     };
@@ -80,6 +82,17 @@ function suite(name: string, openTestDb: () => Promise<{ db: Db; cleanup(): Prom
       for (const d of devs.rows) expect(d).toMatchObject({ status: "online", fw: "1.2.3", emulated: true });
       const s = ingest.stats();
       expect(s.duplicates).toBeGreaterThanOrEqual(dupes.length - 3 * 9); // meta duplicates are registry no-ops, not rows
+      // Per-message counters are folded into the series when scraped: every message received is there.
+      const metrics = await registry.metrics();
+      const series = (line: string) => Number(metrics.split("\n").find((l) => l.startsWith(line))?.split(" ").pop());
+      const all = [...sent, ...dupes];
+      const on = (channel: string) => all.filter((m) => m.topic.endsWith(`/${channel}`)).length;
+      expect(series('esp_fleet_ingest_received_total{channel="telemetry"}')).toBe(on("telemetry"));
+      expect(series('esp_fleet_ingest_received_total{channel="status"}')).toBe(on("status"));
+      expect(series('esp_fleet_ingest_received_total{channel="meta"}')).toBe(on("meta"));
+      expect(series("esp_fleet_ingest_pending ")).toBe(0);
+      // and nothing is counted twice by a second scrape
+      expect(await registry.metrics()).toBe(metrics);
       // ToF frames are stored as the wire's bytes (migration 002) and read back as arrays through the view.
       const sample = await db.query<{
         seq: number;
