@@ -15,7 +15,8 @@
  *        [--broker-profile DIR: a V8 CPU profile of the broker child]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { loadavg } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -23,6 +24,33 @@ import { Registry } from "prom-client";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { migrate, openDb } from "@esp-fleet/db";
 import { createIngest } from "../src/index.ts";
+
+/** CPU seconds used so far by the local PostgreSQL server's processes (every process named `postgres`;
+ * none when the database is on another host), from /proc. */
+function postgresCpuS(): number | undefined {
+  let ticks = 0;
+  let found = false;
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      if (!stat.includes("(postgres)")) continue;
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (100/s)
+      found = true;
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return found ? ticks / 100 : undefined;
+}
+
+/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat. */
+function machineBusyS(): number {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+  return (f.reduce((a, b) => a + b, 0) - idle) / 100;
+}
 
 const { values } = parseArgs({
   options: {
@@ -125,6 +153,10 @@ let windowStart = 0;
 let windowCpu = process.cpuUsage();
 let windowEnd: Record<string, number> = {};
 let ingestCpuPct = 0;
+let pgCpuAtStart: number | undefined;
+let pgCpuPct: number | undefined;
+let busyAtStart = 0;
+let machineBusyPct = 0;
 let windowWall = 0;
 let settledAt = 0;
 let watch: NodeJS.Timeout | undefined;
@@ -189,6 +221,8 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       windowStart = performance.now();
       windowCpu = process.cpuUsage();
       brokerCpuAtStart = brokerCpuUs;
+      pgCpuAtStart = postgresCpuS();
+      busyAtStart = machineBusyS();
       console.log(`  window start: ${data}`);
     }
     if (tag === "WINDOW_END") {
@@ -197,6 +231,9 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       const u = process.cpuUsage(windowCpu);
       ingestCpuPct = ((u.user + u.system) / 1000 / windowWall) * 100;
       brokerCpuPct = ((brokerCpuUs - brokerCpuAtStart) / 1000 / windowWall) * 100;
+      const pgCpu = postgresCpuS();
+      if (pgCpu !== undefined && pgCpuAtStart !== undefined) pgCpuPct = ((pgCpu - pgCpuAtStart) * 1e5) / windowWall;
+      machineBusyPct = ((machineBusyS() - busyAtStart) * 1e5) / windowWall;
       windowEnd = JSON.parse(data) as Record<string, number>;
       console.log(`  window end: ${data}`);
     }
@@ -251,7 +288,8 @@ console.log(
     `result: window ${(windowWall / 1000).toFixed(1)} s, messages committed ${windowCommitted} → ${Math.round(rate)} msg/s (emulator sent ${windowEnd.sent} in the window, ${windowEnd.readings} readings)`,
     `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms`,
     `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored}, duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}`,
-    `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, retries ${s.retries}`,
+    `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, PostgreSQL cpu ${pgCpuPct === undefined ? "n/a (not local)" : `${pgCpuPct.toFixed(0)} %`}, retries ${s.retries}`,
+    `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores)`,
     `  load average after: ${loadavg()
       .map((x) => x.toFixed(2))
       .join(" ")}; total ingest cpu ${((process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6).toFixed(1)} s`,
