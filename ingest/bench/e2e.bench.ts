@@ -8,7 +8,8 @@
  * Measures, over the steady window — it starts when the fleet is at its pace and the connection storm's
  * backlog is worked off (broker queue and ingest's uncommitted messages under one second of readings for
  * 3 s; at most 120 s after the fleet settles; the time it took is printed): readings committed per second, publish→commit latency
- * (device ts → commit; same clock), and after the fleet stops, loss = readings produced − rows stored.
+ * (device ts → commit; same clock), the CPU of the emulator, broker, ingest and a local PostgreSQL and the
+ * machine's busy time, and after the fleet stops, loss = readings produced − rows stored.
  * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean]
