@@ -11,9 +11,9 @@ import {
   type FaultId,
   type InspectionProfile,
 } from "@esp-fleet/schemas";
+import type { CborChunk } from "@esp-fleet/schemas/cbor-writer";
 import { SeededRng } from "./rng.ts";
 import { encodeFridgeTelemetry, fridgeTelemetryHead } from "./wire.ts";
-import type { CborChunk } from "@esp-fleet/schemas/cbor-writer";
 import { AlarmDebouncer, ALARM_FIELDS } from "./models/alarms.ts";
 import { FridgeModel, type FridgeValues } from "./models/fridge.ts";
 import { FeedingLot, lotCode, lotNumber, momentOf, nextFeedingAt } from "./models/feeding.ts";

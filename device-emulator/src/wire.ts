@@ -38,7 +38,7 @@ const FAULT_TEXT = new Map<FaultId, CborChunk>(FAULT_IDS.map((f) => [f, cborKey(
  * encoded once per boot instead of once per reading.
  */
 export function fridgeTelemetryHead(dev: string, boot: number): CborChunk {
-  w.begin(18);
+  w.begin(18); // 3 fields here, 15 in encodeFridgeTelemetry
   w.key(K.v);
   w.number(SCHEMA_VERSION);
   w.key(K.dev);

@@ -238,7 +238,8 @@ export function encodeFast(v: unknown): Buffer {
 /** Bytes encoded ahead of time for the streaming writer below: a map key, or a message's constant head. */
 export type CborChunk = Uint8Array & { readonly __cborChunk: true };
 
-/** A map key pre-encoded (text header + UTF-8 bytes). */
+/** A text string pre-encoded (header + UTF-8 bytes): a map key, or an enum value sent often. Safe to call
+ * while a streamed message is being written (it leaves that message's bytes as they are). */
 export function cborKey(k: string): CborChunk {
   const save = pos;
   text(k);
@@ -262,9 +263,9 @@ export const cborStream = {
     head(0xa0, size);
   },
   /** Start a message with bytes encoded earlier (a constant head: map header and the first fields). */
-  start(head: CborChunk): void {
+  start(prefix: CborChunk): void {
     pos = 0;
-    cborStream.key(head);
+    cborStream.key(prefix);
   },
   map(size: number): void {
     head(0xa0, size);
