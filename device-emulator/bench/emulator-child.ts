@@ -32,6 +32,8 @@ interface ChildOptions {
   goOnStdin?: boolean;
   /** "bare": plain MQTT.js clients doing the same publishing (the baseline), no firmware. */
   mode?: "fleet" | "bare";
+  /** The devices' MQTT client (default session, as `esp-fleet emulate`). */
+  mqttClient?: "session" | "mqttjs";
 }
 
 interface Runner {
@@ -155,6 +157,7 @@ const fleet: Runner =
           url: o.url,
           devices: o.devices,
           kinds: o.kinds,
+          mqttClient: o.mqttClient,
           seed: o.seed,
           intervalMs: o.intervalMs,
           faultProb: 0.1,

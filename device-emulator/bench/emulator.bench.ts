@@ -12,6 +12,7 @@
  *
  * Flags: --devices N (10000) --duration S (60) --kind fridge (or e.g. fridge,sqal) --interval MS (1000)
  *        --broker mosquitto|aedes (mosquitto when installed) --ramp MS (1 ms per device)
+ *        --client session|mqttjs: the devices' MQTT client (default session, as `esp-fleet emulate`)
  *        --bare: the baseline — plain MQTT.js clients with the same session options publishing a
  *        pre-encoded reading at the same rate, no firmware (to separate MQTT.js's cost from ours)
  *        --node-flags=…: Node/V8 options for the emulator process, e.g. --node-flags=--max-semi-space-size=2 (with "=": the value starts with a dash)
@@ -48,6 +49,7 @@ const { values: args } = parseArgs({
     "broker-profile": { type: "string" },
     "node-flags": { type: "string" },
     bare: { type: "boolean" },
+    client: { type: "string" },
   },
 });
 
@@ -62,6 +64,8 @@ const intervalMs = Number(flag("interval", "1000"));
 const brokerKind = flag("broker", MOSQUITTO ? "mosquitto" : "aedes");
 const rampMs = Number(flag("ramp", String(devices * 1)));
 const mode = args.bare ? "bare" : "fleet";
+const mqttClient = flag("client", "session");
+if (mqttClient !== "session" && mqttClient !== "mqttjs") throw new Error(`--client must be session or mqttjs, got ${mqttClient}`);
 const profileDir = flag("profile", "");
 const brokerProfileDir = flag("broker-profile", "");
 const nodeFlags = flag("node-flags", "").split(" ").filter(Boolean);
@@ -147,7 +151,7 @@ const child = spawn(
     "--import",
     "tsx",
     join(HERE, "emulator-child.ts"),
-    JSON.stringify({ url: broker.url, devices, kinds, windowS: durationS, intervalMs, rampMs, seed: 1, mode }),
+    JSON.stringify({ url: broker.url, devices, kinds, windowS: durationS, intervalMs, rampMs, seed: 1, mode, mqttClient }),
   ],
   { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, LOG_LEVEL: "warn" } },
 );
@@ -205,7 +209,7 @@ const wallS = Number(w.wallMs) / 1000;
 const produced = Number(done.readings);
 const loss = produced - received;
 const result = {
-  mode: mode === "bare" ? "bare MQTT.js clients (baseline)" : "emulated devices",
+  mode: mode === "bare" ? "bare MQTT.js clients (baseline)" : `emulated devices (${mqttClient} client)`,
   broker: brokerKind,
   devices,
   kinds: kinds.join(","),

@@ -147,6 +147,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     fleet = await startFleet({
       url,
+      mqttClient: cfg.EMULATOR_MQTT_CLIENT,
       devices: f.devices,
       kinds: f.kind,
       sites: f.site,

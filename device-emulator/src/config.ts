@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { env, loadConfig } from "@esp-fleet/common/config";
+import { MQTT_CLIENT_KINDS } from "./transport.ts";
 
 /**
  * Environment of `esp-fleet emulate` (the compose `emulator` service runs it this way). Command-line
@@ -23,6 +24,11 @@ export const EmulatorConfigSchema = z.object({
     0,
     300,
     "V8 heap growth past the live heap before a full GC, % (100 ⇒ ×2; 0 = V8's default, up to ×4): memory per device vs GC work",
+  ),
+  EMULATOR_MQTT_CLIENT: env.enumOf(
+    MQTT_CLIENT_KINDS,
+    "session",
+    "devices' MQTT client: `session` (lean, mqtt:// and tcp:// URLs) or `mqttjs` (MQTT.js; always used for mqtts:// and ws(s)://)",
   ),
   EMULATOR_MAX_OFFLINE_S: env.int(60, 1, 86_400, "fail (exit 1) when no device has been online for this many seconds"),
 });

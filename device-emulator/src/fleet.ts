@@ -7,7 +7,7 @@ import { DEVICE_KINDS, SEGMENT_RE, type DeviceKind } from "@esp-fleet/schemas";
 import { EmulatedDevice, type DeviceProfiles, type DeviceSpec, type FirmwareOptions } from "./firmware.ts";
 import { Scheduler } from "./scheduler.ts";
 import { FileStateStore, MemoryStateStore, type DeviceStateStore } from "./state-store.ts";
-import type { DeviceTransport, TransportFactory } from "./transport.ts";
+import type { DeviceTransport, MqttClientKind, TransportFactory } from "./transport.ts";
 import { mqttTransportFactory } from "./transports/mqtt.ts";
 
 /** Device-id prefix per kind: `ESP32_LL_01`, `FRIDGE_LL_01`, `GAVAGE_LL_01`. */
@@ -47,12 +47,14 @@ export interface FleetOptions {
   profiles?: Partial<DeviceProfiles>;
   /** Inject a clock (tests: ManualClock). Default: the system clock, accelerated by `accel`. */
   clock?: Clock;
-  /** Inject transports (tests, serial). Default: one MQTT.js session per device on `url`. */
+  /** Inject transports (tests, serial). Default: one MQTT session per device on `url` (`mqttClient`). */
   transport?: TransportFactory;
   /** Explicit device list instead of generated ids. */
   specs?: readonly DeviceSpec[];
   /** MQTT connect timeout per attempt, ms (default 10 000). */
   connectTimeoutMs?: number;
+  /** The devices' MQTT client (transports/mqtt.ts `mqttTransportFactory`): `session` (default) or `mqttjs`. */
+  mqttClient?: MqttClientKind;
   /**
    * Batch the fleet's timers on a grid of this many wall ms (readings fire up to this much later than
    * their nominal instant, in the same order). Default 10 with the system clock, 0 (exact) when a clock
@@ -148,7 +150,7 @@ export function passwordFor(opts: Pick<FleetOptions, "credentials" | "passwordPa
 
 /**
  * Start a fleet of emulated devices sharing one scheduler and one clock. Each device gets its own
- * transport (by default its own MQTT.js session). Resolves once every device has been powered on
+ * transport (by default its own MQTT session: transports/session.ts, or MQTT.js). Resolves once every device has been powered on
  * (connections proceed in the background; watch `stats().online`).
  */
 export async function startFleet(opts: FleetOptions): Promise<Fleet> {
@@ -172,6 +174,7 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
     factory = mqttTransportFactory({
       url: opts.url,
       connectTimeoutMs: opts.connectTimeoutMs,
+      client: opts.mqttClient,
       credentials: (dev) => ({ username: dev, password: passwordFor(opts, dev) }),
     });
   }

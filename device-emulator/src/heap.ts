@@ -5,7 +5,7 @@ import { setFlagsFromString } from "node:v8";
  * 100 ⇒ ×2 (the default, EMULATOR_HEAP_GROWTH_PERCENT). 0 leaves V8's own choice, which on a machine
  * with gigabytes of RAM is up to ×4.
  *
- * A fleet process holds a large, stable live heap (~19 KB per online device: its MQTT.js session, socket
+ * A fleet process holds a large, stable live heap (~19 KB per online device: its MQTT session, socket
  * and models) and makes short-lived garbage at a steady rate. With V8's default factor the committed heap
  * swings between 1× and 4× of what is live, so the process's memory is mostly garbage waiting for the next
  * mark-compact (docs/benchmarks.md, "RSS at the end of the window"). ×2 keeps the garbage at most as

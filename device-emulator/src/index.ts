@@ -1,6 +1,6 @@
 /**
  * @esp-fleet/device-emulator — firmware-style emulated ESP32 devices (SQAL stations, fridges, feeding
- * stations) over any `DeviceTransport`, and a fleet runner with one MQTT.js session per device.
+ * stations) over any `DeviceTransport`, and a fleet runner with one MQTT session per device.
  */
 export type {
   DeviceTransport,
@@ -28,6 +28,7 @@ export { Scheduler, type TimerTarget } from "./scheduler.ts";
 export { MemoryStateStore, FileStateStore, type DeviceState, type DeviceStateStore } from "./state-store.ts";
 export { MemoryTransport, type RecordedPublish } from "./transports/memory.ts";
 export { MqttTransport, mqttTransportFactory, type MqttTransportOptions } from "./transports/mqtt.ts";
+export { SessionTransport } from "./transports/session.ts";
 export {
   startFleet,
   runDevice,

@@ -73,5 +73,9 @@ export interface DeviceAddressInfo {
   dev: string;
 }
 
+/** The MQTT clients a device can run (`mqttTransportFactory`, transports/mqtt.ts). */
+export const MQTT_CLIENT_KINDS = ["session", "mqttjs"] as const;
+export type MqttClientKind = (typeof MQTT_CLIENT_KINDS)[number];
+
 /** Builds the transport of one device (the fleet calls it once per device). */
 export type TransportFactory = (device: DeviceAddressInfo) => DeviceTransport;

@@ -7,6 +7,7 @@ import { commandFilter, commandTopic, deviceTopic, type DeviceChannel } from "@e
 import type {
   CommandHandler,
   ConnectOptions,
+  MqttClientKind,
   DeviceAddressInfo,
   DeviceTransport,
   LinkHandler,
@@ -15,6 +16,7 @@ import type {
   TransportFactory,
 } from "../transport.ts";
 import { InflightWindow } from "./inflight.ts";
+import { SessionTransport } from "./session.ts";
 import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
 
 /** MQTT.js logs through `debug` by default: ~30 disabled-logger calls per publish and one `debug`
@@ -34,7 +36,10 @@ export interface MqttTransportOptions {
   connectTimeoutMs?: number;
   /** Wall ms a clean close may wait for unacknowledged messages before it forces the socket shut. */
   closeTimeoutMs?: number;
+  /** Which MQTT client a device runs (factory below): `session` (default; plain TCP URLs only) or `mqttjs`. */
+  client?: MqttClientKind;
 }
+
 
 /**
  * One MQTT.js session per device: client id = device id, clean session off (the broker keeps the
@@ -195,6 +200,12 @@ export class MqttTransport implements DeviceTransport {
   }
 }
 
+/**
+ * One MQTT session per device: the lean `SessionTransport` (transports/session.ts) for `mqtt://` and
+ * `tcp://` URLs unless `client: "mqttjs"`; MQTT.js (this file) for TLS and WebSocket URLs or when asked.
+ */
 export function mqttTransportFactory(opts: MqttTransportOptions): TransportFactory {
+  const plainTcp = /^(mqtt|tcp):\/\//i.test(opts.url);
+  if (plainTcp && (opts.client ?? "session") === "session") return (addr) => new SessionTransport(addr, opts);
   return (addr) => new MqttTransport(addr, opts);
 }
