@@ -3,7 +3,7 @@ import "@esp-fleet/common/quiet-debug";
 // one write() per MQTT packet (common/src/packet-writes.ts)
 import "@esp-fleet/common/packet-writes";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { commandFilter, commandTopic, deviceTopic, type DeviceChannel } from "@esp-fleet/schemas";
+import { commandFilter } from "@esp-fleet/schemas";
 import type {
   CommandHandler,
   ConnectOptions,
@@ -16,6 +16,7 @@ import type {
   TransportFactory,
 } from "../transport.ts";
 import { InflightWindow } from "./inflight.ts";
+import { DeviceTopics } from "./topics.ts";
 import { SessionTransport } from "./session.ts";
 import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
 
@@ -51,8 +52,7 @@ export interface MqttTransportOptions {
 export class MqttTransport implements DeviceTransport {
   readonly #opts: MqttTransportOptions;
   readonly #addr: DeviceAddressInfo;
-  readonly #topics: Record<DeviceChannel, string>;
-  readonly #cmdPrefix: string;
+  readonly #topics: DeviceTopics;
   #client: MqttClient | undefined;
   #link: LinkHandler | undefined;
   #command: CommandHandler | undefined;
@@ -64,14 +64,7 @@ export class MqttTransport implements DeviceTransport {
   constructor(addr: DeviceAddressInfo, opts: MqttTransportOptions) {
     this.#addr = addr;
     this.#opts = opts;
-    this.#topics = {
-      telemetry: deviceTopic(addr, "telemetry"),
-      status: deviceTopic(addr, "status"),
-      meta: deviceTopic(addr, "meta"),
-      event: deviceTopic(addr, "event"),
-      log: deviceTopic(addr, "log"),
-    };
-    this.#cmdPrefix = commandTopic(addr, "x").slice(0, -1);
+    this.#topics = new DeviceTopics(addr);
     this.#onSubscribed = (e) => {
       if (e) this.#lastError = `subscribe failed: ${e.message}`;
     };
@@ -86,7 +79,7 @@ export class MqttTransport implements DeviceTransport {
 
   connect(opts: ConnectOptions): void {
     const will = {
-      topic: this.#topics[opts.will.channel],
+      topic: this.#topics.byChannel[opts.will.channel],
       // An exact-size copy with its own memory: a view would pin the whole 8 KB Buffer pool slab the
       // encoder's output came from for as long as the session lives (one will per device).
       payload: ownCopy(opts.will.payload),
@@ -129,10 +122,9 @@ export class MqttTransport implements DeviceTransport {
     this.#client = client;
     // Attach the message handler before the CONNACK (DESIGN §9): queued commands arrive right after it.
     client.on("message", (topic, payload) => {
-      if (client !== this.#client || !topic.startsWith(this.#cmdPrefix)) return;
-      const name = topic.slice(this.#cmdPrefix.length);
-      if (name.length === 0 || name.includes("/")) return;
-      this.#command?.(name, payload);
+      if (client !== this.#client) return;
+      const name = this.#topics.command(topic);
+      if (name !== undefined) this.#command?.(name, payload);
     });
     client.on("connect", (connack) => {
       if (client !== this.#client) return;
@@ -159,10 +151,7 @@ export class MqttTransport implements DeviceTransport {
   publish(channel: PublishChannel, payload: Uint8Array | string, opts: PublishOptions): void {
     const client = this.#client;
     if (!client) return;
-    const topic =
-      channel.length > 4 && channel.startsWith("cmd/")
-        ? `${this.#cmdPrefix}${channel.slice(4)}`
-        : this.#topics[channel as DeviceChannel];
+    const topic = this.#topics.topic(channel);
     const body =
       typeof payload === "string" || Buffer.isBuffer(payload)
         ? payload

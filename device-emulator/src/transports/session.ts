@@ -2,7 +2,7 @@
 import "@esp-fleet/common/quiet-debug";
 import { connect as netConnect, type Socket } from "node:net";
 import mqttPacket, { type Packet, type Parser } from "mqtt-packet";
-import { commandFilter, commandTopic, deviceTopic, type DeviceChannel } from "@esp-fleet/schemas";
+import { commandFilter, type DeviceChannel } from "@esp-fleet/schemas";
 import type {
   CommandHandler,
   ConnectOptions,
@@ -13,6 +13,7 @@ import type {
   PublishOptions,
 } from "../transport.ts";
 import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
+import { DeviceTopics } from "./topics.ts";
 import type { MqttTransportOptions } from "./mqtt.ts";
 
 /**
@@ -37,9 +38,9 @@ export class SessionTransport implements DeviceTransport {
   readonly #addr: DeviceAddressInfo;
   readonly #host: string;
   readonly #port: number;
+  readonly #topics: DeviceTopics;
   /** Each channel's topic as it is written in a PUBLISH: 2-byte length, then the UTF-8 bytes. */
-  readonly #topics: Record<DeviceChannel, Buffer>;
-  readonly #cmdPrefix: string;
+  readonly #topicFields: Record<DeviceChannel, Buffer>;
   #link: LinkHandler | undefined;
   #command: CommandHandler | undefined;
   #sock: Socket | undefined;
@@ -69,14 +70,15 @@ export class SessionTransport implements DeviceTransport {
     this.#opts = opts;
     this.#host = url.hostname.replace(/^\[|\]$/g, "") || "localhost";
     this.#port = Number(url.port || 1883);
-    this.#topics = {
-      telemetry: topicField(deviceTopic(addr, "telemetry")),
-      status: topicField(deviceTopic(addr, "status")),
-      meta: topicField(deviceTopic(addr, "meta")),
-      event: topicField(deviceTopic(addr, "event")),
-      log: topicField(deviceTopic(addr, "log")),
+    const topics = new DeviceTopics(addr);
+    this.#topics = topics;
+    this.#topicFields = {
+      telemetry: topicField(topics.byChannel.telemetry),
+      status: topicField(topics.byChannel.status),
+      meta: topicField(topics.byChannel.meta),
+      event: topicField(topics.byChannel.event),
+      log: topicField(topics.byChannel.log),
     };
-    this.#cmdPrefix = commandTopic(addr, "x").slice(0, -1);
   }
 
   /** Unacknowledged QoS 1 messages (for tests and diagnostics). */
@@ -112,7 +114,7 @@ export class SessionTransport implements DeviceTransport {
       username: cred.username,
       ...(cred.password !== undefined ? { password: Buffer.from(cred.password) } : {}),
       will: {
-        topic: deviceTopic(this.#addr, opts.will.channel),
+        topic: this.#topics.byChannel[opts.will.channel],
         payload: Buffer.from(opts.will.payload),
         qos: opts.will.qos,
         retain: opts.will.retain,
@@ -148,10 +150,9 @@ export class SessionTransport implements DeviceTransport {
   }
 
   publish(channel: PublishChannel, payload: Uint8Array | string, opts: PublishOptions): void {
-    const topic =
-      channel.length > 4 && channel.startsWith("cmd/")
-        ? topicField(`${this.#cmdPrefix}${channel.slice(4)}`)
-        : this.#topics[channel as DeviceChannel];
+    const topic = DeviceTopics.isReply(channel)
+      ? topicField(this.#topics.topic(channel))
+      : this.#topicFields[channel as DeviceChannel];
     const body = typeof payload === "string" ? Buffer.from(payload) : payload;
     if (opts.qos === 1) {
       const id = this.#nextId();
@@ -259,10 +260,8 @@ export class SessionTransport implements DeviceTransport {
       case "publish": {
         if (p.qos === 1) sock.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId as number }));
         else if (p.qos === 2) sock.write(mqttPacket.generate({ cmd: "pubrec", messageId: p.messageId as number }));
-        const topic = p.topic;
-        if (!topic.startsWith(this.#cmdPrefix)) return;
-        const name = topic.slice(this.#cmdPrefix.length);
-        if (name.length === 0 || name.includes("/")) return;
+        const name = this.#topics.command(p.topic);
+        if (name === undefined) return;
         const payload = typeof p.payload === "string" ? Buffer.from(p.payload) : p.payload;
         this.#command?.(name, payload);
         return;
@@ -296,10 +295,7 @@ export class SessionTransport implements DeviceTransport {
 
   #onClose(sock: Socket): void {
     if (sock !== this.#sock) return;
-    this.#stopTimers();
-    this.#sock = undefined;
-    this.#parser = undefined;
-    this.#up = false;
+    this.#detach();
     this.#onAllAcked = undefined;
     if (!this.#live) return;
     this.#live = false;
@@ -310,20 +306,20 @@ export class SessionTransport implements DeviceTransport {
 
   /** Forget the current socket without a link event (a new connect() replaces it). */
   #drop(): void {
+    this.#detach()?.destroy();
+  }
+
+  /** Stop the current socket's timers and forget it (its later events are ignored); returns it. */
+  #detach(): Socket | undefined {
     const sock = this.#sock;
-    if (!sock) return;
-    this.#stopTimers();
     this.#sock = undefined;
     this.#parser = undefined;
     this.#up = false;
-    sock.destroy();
-  }
-
-  #stopTimers(): void {
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
     if (this.#keepalive !== undefined) sharedKeepaliveTimer.clear(this.#keepalive);
     this.#keepalive = undefined;
+    return sock;
   }
 
   /** The next free packet identifier after the last one used (1 … 65535), or 0 when none is free. */
