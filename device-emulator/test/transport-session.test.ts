@@ -45,6 +45,17 @@ async function subscriber(url: string, topic: string) {
   return { sub, got };
 }
 
+/** An Aedes test broker, a QoS 1 subscriber on the device's telemetry, and the device online on it. */
+async function onlineDevice() {
+  const broker = await startTestBroker();
+  cleanups.push(() => broker.close());
+  const { got } = await subscriber(broker.url, "LL/fridge/FRIDGE_LL_01/telemetry");
+  const d = device(broker.url);
+  d.connect();
+  await waitFor(() => d.links.at(-1)?.up === true, "link up");
+  return { ...d, broker, got };
+}
+
 /** A scripted broker on a raw socket: `onPacket` sees what the device sends and answers with raw bytes. */
 async function fakeBroker(onPacket: (p: Packet, reply: (bytes: Buffer) => void, sock: Socket) => void) {
   const sockets: Socket[] = [];
@@ -97,12 +108,7 @@ describe("publishFrame", () => {
 
 describe("SessionTransport against Aedes", () => {
   it("delivers every QoS 1 message once, in order, byte for byte; the PUBACKs empty the in-flight table", async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => broker.close());
-    const { got } = await subscriber(broker.url, "LL/fridge/FRIDGE_LL_01/telemetry");
-    const { t, links, connect } = device(broker.url);
-    connect();
-    await waitFor(() => links.at(-1)?.up === true, "link up");
+    const { t, links, got } = await onlineDevice();
     expect(links[0]).toEqual({ up: true, sessionPresent: false });
     for (let seq = 0; seq < 500; seq++) t.publish("telemetry", payload(seq), { qos: 1, retain: false });
     expect(t.inflight).toBe(500);
@@ -114,12 +120,7 @@ describe("SessionTransport against Aedes", () => {
   });
 
   it("unacknowledged messages survive a dropped link and are resent, in order, before anything newer", async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => broker.close());
-    const { got } = await subscriber(broker.url, "LL/fridge/FRIDGE_LL_01/telemetry");
-    const { t, links, connect } = device(broker.url);
-    connect();
-    await waitFor(() => links.at(-1)?.up === true, "link up");
+    const { t, links, got, connect } = await onlineDevice();
     for (let seq = 0; seq < 50; seq++) t.publish("telemetry", payload(seq), { qos: 1, retain: false });
     t.socket?.destroy(); // before any PUBACK can be read (the bytes may or may not have reached the broker)
     await waitFor(() => links.at(-1)?.up === false, "link down");
@@ -136,11 +137,7 @@ describe("SessionTransport against Aedes", () => {
   });
 
   it("receives commands on its persistent subscription, also those queued while it was away, and acknowledges them", async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => broker.close());
-    const { commands, links, t, connect } = device(broker.url);
-    connect();
-    await waitFor(() => links.at(-1)?.up === true, "link up");
+    const { broker, commands, links, t, connect } = await onlineDevice();
     const ops = mqtt.connect(broker.url, { reconnectPeriod: 0 });
     cleanups.push(() => new Promise<void>((r) => ops.end(true, () => r())));
     await new Promise((r) => ops.once("connect", r));
