@@ -157,7 +157,7 @@ const ingest = createIngest({
     for (const ts of deviceTs) {
       const lag = committedAt - ts;
       lags.push(lag);
-      if (!(lag <= (worstPer10s[slice] ?? -Infinity))) worstPer10s[slice] = lag;
+      worstPer10s[slice] = Math.max(worstPer10s[slice] ?? lag, lag);
     }
   },
 });
