@@ -12,7 +12,8 @@
 import "@esp-fleet/common/quiet-debug";
 // one write() per MQTT packet (common/src/packet-writes.ts)
 import "@esp-fleet/common/packet-writes";
-import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { watchGc } from "@esp-fleet/common/gc-watch";
 import mqtt, { type MqttClient } from "mqtt";
 import { deviceTopic, encodeCbor, type DeviceKind } from "@esp-fleet/schemas";
 import { loadEmulatorConfig } from "../src/config.ts";
@@ -211,28 +212,16 @@ const cpu0 = process.cpuUsage();
 const w0 = performance.now();
 eld.reset();
 emit("WINDOW_START", { rampMs: Date.now() - t0, sent: startStats.sent, readings: startStats.readings });
-// GC pauses on the main thread in the window, by kind (concurrent marking on V8's helper threads is in
-// the CPU figure but not here).
-const gcMs = { minor: 0, major: 0, incremental: 0, other: 0, majorCount: 0 };
-const gcObserver = new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) {
-    const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
-    if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcMs.minor += e.duration;
-    else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) {
-      gcMs.major += e.duration;
-      gcMs.majorCount++;
-    } else if (kind === perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL) gcMs.incremental += e.duration;
-    else gcMs.other += e.duration;
-  }
-});
-gcObserver.observe({ entryTypes: ["gc"] });
+// GC pauses on the main thread in the window, by kind (common/src/gc-watch.ts)
+const gc = watchGc();
 let rssMax = 0;
 const sampler = setInterval(() => {
   rssMax = Math.max(rssMax, process.memoryUsage().rss);
 }, 1000);
 await new Promise((r) => setTimeout(r, o.windowS * 1000));
 clearInterval(sampler);
-gcObserver.disconnect();
+const gcMs = gc.take();
+gc.stop();
 const cpu = process.cpuUsage(cpu0);
 const wallMs = performance.now() - w0;
 const endStats = fleet.stats();

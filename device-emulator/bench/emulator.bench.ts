@@ -237,7 +237,10 @@ const result = {
   node_flags: nodeFlags.join(" "),
   heap_growth_percent: w.heapGrowthPercent,
   gc_pause_ms_in_window: Object.fromEntries(
-    Object.entries(w.gcMs as unknown as Record<string, number>).map(([k, v]) => [k, Math.round(v)]),
+    Object.entries(w.gcMs as unknown as Record<string, number | string>).map(([k, v]) => [
+      k,
+      typeof v === "number" ? Math.round(v * 10) / 10 : v,
+    ]),
   ),
 };
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
