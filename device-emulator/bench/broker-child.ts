@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, routings deferred by the recursion guard (total), and the second's worst event-loop delay and accept → CONNACK time. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_DRAIN_TIMEOUT_MS=5000] tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer and the number of sockets waiting for 'drain'. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_DRAIN_TIMEOUT_MS=5000] tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -19,6 +19,7 @@ import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
 import { createBackend } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
+import { watchGc } from "@esp-fleet/common/gc-watch";
 
 const backend = await createBackend(undefined, silentLogger());
 const aedes = await Aedes.createBroker({
@@ -40,14 +41,18 @@ installRouterFixes(aedes, { cacheMatches: true, onDefer: () => deferred++ });
 const mq = (aedes as unknown as { mq: { length: number } }).mq;
 // accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
 const acceptedAt = new WeakMap<object, number>();
+const sockets = new Set<Socket>();
 let connackMsMax = 0;
 const onConnection = (socket: Socket) => {
   acceptedAt.set(socket, performance.now());
+  sockets.add(socket);
+  socket.once("close", () => sockets.delete(socket));
   aedes.handle(coalesceWrites(socket)); // one writev per socket per event-loop turn, as the broker does
 };
 const server = createServer(onConnection);
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
+const gc = watchGc();
 const port = Number(process.argv[2] ?? 0);
 await new Promise<void>((resolve) => server.listen({ port, host: "127.0.0.1", backlog: LISTEN_BACKLOG }, resolve));
 // and its 16 listening descriptors (MQTT_ACCEPT_HANDLES): 16 accepts per loop iteration, not 1
@@ -62,15 +67,30 @@ aedes.on("clientDisconnect", () => clients--);
 process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
 setInterval(() => {
   const u = process.cpuUsage();
+  const g = gc.take();
+  const m = process.memoryUsage();
+  // back-pressure: the largest socket write buffer now, and how many sockets wait for 'drain'
+  let outBufMax = 0;
+  let needDrain = 0;
+  for (const so of sockets) {
+    if (so.writableLength > outBufMax) outBufMax = so.writableLength;
+    if (so.writableNeedDrain) needDrain++;
+  }
   process.stdout.write(
     `STATS ${JSON.stringify({
       cpuUs: u.user + u.system,
-      rss: process.memoryUsage().rss,
+      rss: m.rss,
       clients,
       queued: mq.length,
       deferred,
       loopDelayMsMax: Math.round(loopDelay.max / 1e6),
       connackMsMax: Math.round(connackMsMax),
+      gcMs: Math.round(g.minor + g.major + g.incremental + g.other),
+      gcWorstMs: Math.round(g.worst),
+      gcWorstKind: g.worstKind,
+      heapUsed: m.heapUsed,
+      outBufMax,
+      needDrain,
     })}\n`,
   );
   loopDelay.reset();

@@ -2,7 +2,7 @@
  * bench:e2e — emulator → broker → ingest → PostgreSQL on this machine, QoS 1 all the way:
  *   - broker: the emulator package's in-memory Aedes child (device-emulator/bench/broker-child.ts),
  *   - devices: the emulator package's fleet child (device-emulator/bench/emulator-child.ts), N devices,
- *     one MQTT.js session each, firmware-style (birth/meta/heartbeat/telemetry at `--interval`),
+ *     one MQTT session each (the emulator's default client, EMULATOR_MQTT_CLIENT), firmware-style (birth/meta/heartbeat/telemetry at `--interval`),
  *   - ingest: this process (createIngest, persistent session, ack after commit),
  *   - PostgreSQL: a fresh database on TEST_DATABASE_URL (default the local server), dropped at the end.
  * Measures, over the steady window — it starts when the fleet is at its pace and the connection storm's
@@ -13,7 +13,7 @@
  * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean]
- *        [--broker-profile DIR: a V8 CPU profile of the broker child]
+ *        [--broker-profile DIR: a V8 CPU profile of the broker child] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=64"]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -22,6 +22,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Registry } from "prom-client";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { watchGc } from "@esp-fleet/common/gc-watch";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { migrate, openDb } from "@esp-fleet/db";
 import { createIngest } from "../src/index.ts";
@@ -63,6 +65,8 @@ const { values } = parseArgs({
     harness: { type: "string", default: "emulator" },
     connections: { type: "string", default: "20" },
     "broker-profile": { type: "string" },
+    // as deployed (docker-compose.yml, docs/broker.md "Young generation"): V8's semi-space at 64 MB
+    "broker-flags": { type: "string", default: "--max-semi-space-size=64" },
   },
 });
 process.env.TEST_DATABASE_URL ||= "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -102,12 +106,38 @@ console.log(
 let brokerCpuUs = 0;
 let brokerCpuAtStart = 0;
 let brokerQueued = 0;
-/** The broker's worst event-loop delay per 10 s of the window (beside the worst latency per 10 s). */
-const brokerLoopPer10s: number[] = [];
+/** Per 10 s of the window: the worst publish→commit latency (by commit time) beside the broker's and
+ * ingest's worst event-loop delay and worst GC pause (common/src/gc-watch.ts) — where the tail comes from. */
+interface Slice {
+  worstLagMs?: number;
+  /** of the worst latency: device → ingest (emulator, sockets, broker) and ingest → commit (batching, database) */
+  worstUpMs?: number;
+  worstDownMs?: number;
+  worstCommitMs?: number;
+  brokerQueueMax?: number;
+  /** the broker's largest socket write buffer (KB) and most sockets waiting for 'drain' at once */
+  brokerOutKbMax?: number;
+  brokerNeedDrainMax?: number;
+  ingestPendingMax?: number;
+  brokerLoopMs?: number;
+  brokerGcWorstMs?: number;
+  brokerGcWorstKind?: string;
+  brokerGcMs?: number;
+  ingestLoopMs?: number;
+  ingestGcWorstMs?: number;
+  ingestGcWorstKind?: string;
+  ingestGcMs?: number;
+}
+const slices: Slice[] = [];
+const sliceAt = (wallMs: number): Slice => {
+  const i = Math.max(0, Math.floor((wallMs - windowStartWall) / 10_000));
+  return (slices[i] ??= {});
+};
 let brokerLoop = "";
 let brokerCpuPct = 0;
 const port = await new Promise<number>((resolve) => {
   const profile = values["broker-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["broker-profile"]}`] : [];
+  const flags = values["broker-flags"].split(" ").filter(Boolean);
   child(
     here("../../device-emulator/bench/broker-child.ts"),
     [],
@@ -120,25 +150,36 @@ const port = await new Promise<number>((resolve) => {
           deferred?: number;
           loopDelayMsMax?: number;
           connackMsMax?: number;
+          gcMs?: number;
+          gcWorstMs?: number;
+          gcWorstKind?: string;
+          outBufMax?: number;
+          needDrain?: number;
         };
         brokerCpuUs = s.cpuUs;
         brokerQueued = s.queued ?? 0;
-        if (inWindow && s.loopDelayMsMax !== undefined) {
-          const slice = Math.max(0, Math.floor((Date.now() - windowStartWall) / 10_000));
-          brokerLoopPer10s[slice] = Math.max(brokerLoopPer10s[slice] ?? 0, s.loopDelayMsMax);
+        if (inWindow) {
+          const slice = sliceAt(Date.now());
+          slice.brokerQueueMax = Math.max(slice.brokerQueueMax ?? 0, brokerQueued);
+          slice.brokerOutKbMax = Math.max(slice.brokerOutKbMax ?? 0, (s.outBufMax ?? 0) / 1024);
+          slice.brokerNeedDrainMax = Math.max(slice.brokerNeedDrainMax ?? 0, s.needDrain ?? 0);
+          slice.brokerLoopMs = Math.max(slice.brokerLoopMs ?? 0, s.loopDelayMsMax ?? 0);
+          slice.brokerGcMs = (slice.brokerGcMs ?? 0) + (s.gcMs ?? 0);
+          if ((s.gcWorstMs ?? 0) > (slice.brokerGcWorstMs ?? -1)) {
+            slice.brokerGcWorstMs = s.gcWorstMs;
+            slice.brokerGcWorstKind = s.gcWorstKind;
+          }
         }
         brokerLoop = `loop delay max ${s.loopDelayMsMax} ms, accept→CONNACK max ${s.connackMsMax} ms, routings deferred ${s.deferred ?? 0}`;
       }
     },
-    profile,
+    [...flags, ...profile],
   );
 });
 const url = `mqtt://127.0.0.1:${port}`;
 
 let inWindow = false;
 const lags: number[] = [];
-/** Worst publish→commit latency per 10 s of the window (by commit time): where the tail comes from. */
-const worstPer10s: number[] = [];
 let windowStartWall = 0;
 let windowCommitted = 0;
 const ingest = createIngest({
@@ -150,18 +191,41 @@ const ingest = createIngest({
   batchSize: Number(values.batch),
   batchMs: 50,
   maxPending: 50_000,
-  onCommitted: ({ committedAt, deviceTs }) => {
+  onCommitted: ({ committedAt, deviceTs, receivedAt, commitMs }) => {
     if (!inWindow) return;
     windowCommitted += deviceTs.length;
-    const slice = Math.max(0, Math.floor((committedAt - windowStartWall) / 10_000));
-    for (const ts of deviceTs) {
-      const lag = committedAt - ts;
+    const slice = sliceAt(committedAt);
+    slice.worstCommitMs = Math.max(slice.worstCommitMs ?? 0, commitMs);
+    for (let i = 0; i < deviceTs.length; i++) {
+      const lag = committedAt - deviceTs[i]!;
       lags.push(lag);
-      worstPer10s[slice] = Math.max(worstPer10s[slice] ?? lag, lag);
+      if (lag > (slice.worstLagMs ?? -Infinity)) {
+        slice.worstLagMs = lag;
+        slice.worstUpMs = receivedAt[i]! - deviceTs[i]!;
+        slice.worstDownMs = committedAt - receivedAt[i]!;
+      }
     }
   },
 });
 await ingest.start();
+// this process's (ingest's) worst event-loop delay and GC pause, each second, into the window's slices
+const ingestLoop = monitorEventLoopDelay({ resolution: 10 });
+ingestLoop.enable();
+const ingestGc = watchGc();
+const ingestSampler = setInterval(() => {
+  const g = ingestGc.take();
+  if (inWindow) {
+    const slice = sliceAt(Date.now());
+    slice.ingestPendingMax = Math.max(slice.ingestPendingMax ?? 0, ingest.stats().pending);
+    slice.ingestLoopMs = Math.max(slice.ingestLoopMs ?? 0, Math.round(ingestLoop.max / 1e6));
+    slice.ingestGcMs = (slice.ingestGcMs ?? 0) + Math.round(g.minor + g.major + g.incremental + g.other);
+    if (g.worst > (slice.ingestGcWorstMs ?? -1)) {
+      slice.ingestGcWorstMs = Math.round(g.worst);
+      slice.ingestGcWorstKind = g.worstKind;
+    }
+  }
+  ingestLoop.reset();
+}, 1000);
 
 const cpu0 = process.cpuUsage();
 let windowStart = 0;
@@ -294,6 +358,35 @@ if (stored < (done.readings ?? 0)) {
   stored = await telemetryRows();
   console.log(`  15 s later: ${(done.readings ?? 0) - stored} missing`);
 }
+clearInterval(ingestSampler);
+ingestGc.stop();
+/** The per-10 s slices as aligned rows: worst latency (device → ingest + ingest → commit); the longest
+ * commit; the broker's routing backlog, its largest socket write buffer (KB), its sockets waiting for 'drain'
+ * and ingest's uncommitted messages (largest of the per-second samples); broker and ingest worst loop delay, worst GC pause (its kind) and GC pause total. */
+function sliceTable(): string[] {
+  const ms = (x: number | undefined) => (x === undefined ? "-" : String(Math.round(x)));
+  const pause = (x: number | undefined, kind: string | undefined) => (x === undefined ? "-" : `${x} ${kind || ""}`.trim());
+  const rows = [
+    ["10 s", "worst lag = up + down", "commit", "broker queue", "out KB", "drain", "pending", "broker loop", "worst GC", "GC", "ingest loop", "worst GC", "GC"],
+    ...Array.from(slices, (sl, i) => [
+      String(i + 1),
+      sl?.worstLagMs === undefined ? "-" : `${ms(sl.worstLagMs)} = ${ms(sl.worstUpMs)} + ${ms(sl.worstDownMs)}`,
+      ms(sl?.worstCommitMs),
+      ms(sl?.brokerQueueMax),
+      ms(sl?.brokerOutKbMax),
+      ms(sl?.brokerNeedDrainMax),
+      ms(sl?.ingestPendingMax),
+      ms(sl?.brokerLoopMs),
+      pause(sl?.brokerGcWorstMs, sl?.brokerGcWorstKind),
+      ms(sl?.brokerGcMs),
+      ms(sl?.ingestLoopMs),
+      pause(sl?.ingestGcWorstMs, sl?.ingestGcWorstKind),
+      ms(sl?.ingestGcMs),
+    ]),
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => `    ${r.map((cell, c) => cell.padStart(widths[c]!)).join("  ")}`);
+}
 const s = ingest.stats();
 lags.sort((a, b) => a - b);
 const q = (p: number) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN;
@@ -302,7 +395,8 @@ const produced = done.readings ?? 0;
 console.log(
   [
     `result: window ${(windowWall / 1000).toFixed(1)} s, messages committed ${windowCommitted} → ${Math.round(rate)} msg/s (emulator sent ${windowEnd.sent} in the window, ${windowEnd.readings} readings)`,
-    `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms; worst per 10 s of the window: ${Array.from(worstPer10s, (x) => x ?? "-").join(", ")} ms (the broker's worst loop delay: ${Array.from(brokerLoopPer10s, (x) => x ?? "-").join(", ")} ms)`,
+    `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms; per 10 s of the window (ms):`,
+    ...sliceTable(),
     `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored}, duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}`,
     `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, PostgreSQL cpu ${pgCpuPct === undefined ? "n/a (not local)" : `${pgCpuPct.toFixed(0)} %`}, retries ${s.retries}`,
     `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores)`,

@@ -32,10 +32,16 @@ export interface IngestOptions {
   maxRetryDelayMs?: number;
   partition?: Partition;
   /**
-   * Called after each commit with the device timestamps (ms) of the messages it stored — benchmarks
-   * measure publish-to-commit latency with it. Must be cheap; exceptions are logged and ignored.
+   * Called after each commit with the device timestamps (ms) of the messages it stored and, index for
+   * index, when ingest received them, and how long the commit took — benchmarks measure and split
+   * publish-to-commit latency with it. Must be cheap; exceptions are logged and ignored.
    */
-  onCommitted?: (info: { committedAt: number; deviceTs: readonly number[] }) => void;
+  onCommitted?: (info: {
+    committedAt: number;
+    deviceTs: readonly number[];
+    receivedAt: readonly number[];
+    commitMs: number;
+  }) => void;
   /** Extra MQTT.js options (tests: reconnectPeriod, keepalive). */
   mqttOptions?: Partial<IClientOptions>;
 }
@@ -254,6 +260,7 @@ export function createIngest(options: IngestOptions): IngestService {
   }
 
   async function writeAndCount(batch: Entry[]): Promise<void> {
+    const t0 = performance.now();
     const r = await writeBatch(db, batch, { get: (dev) => lastSeen.get(dev) }, lastSeenResolutionMs);
     const now = Date.now();
     for (const [dev, at] of r.seen) lastSeen.set(dev, at);
@@ -266,19 +273,21 @@ export function createIngest(options: IngestOptions): IngestService {
       if (n > 0) m.duplicates.inc({ table }, n);
     }
     const deviceTs: number[] = [];
+    const receivedAt: number[] = [];
     for (const e of batch) {
       const o = e.outcome;
       if (o.type === "dead") m.deadLetters.inc({ stage: o.stage });
       else if (o.type === "ignored") stats.ignored++;
       else {
         deviceTs.push(o.ts);
+        receivedAt.push(e.receivedAt);
         m.deviceLag.observe(Math.max(0, now - o.ts) / 1000);
       }
       m.commitLag.observe((now - e.receivedAt) / 1000);
     }
     if (options.onCommitted) {
       try {
-        options.onCommitted({ committedAt: now, deviceTs });
+        options.onCommitted({ committedAt: now, deviceTs, receivedAt, commitMs: performance.now() - t0 });
       } catch (e) {
         log.warn({ err: e }, "onCommitted hook threw");
       }
@@ -290,13 +299,22 @@ export function createIngest(options: IngestOptions): IngestService {
   function ack(batch: Entry[]): void {
     const c = client;
     if (!c) return;
-    for (const e of batch) {
-      if (e.messageId === undefined) continue; // QoS 0
-      // Only on the connection the message came on; after a reconnect the broker redelivers it and the
-      // duplicate is stored as nothing.
-      if (!c.connected || c.stream !== e.stream) continue;
-      (c as unknown as PacketSender)._sendPacket({ cmd: "puback", messageId: e.messageId });
-      stats.acked++;
+    // A batch's PUBACKs leave in one writev, not one write syscall each (that was ~10 % of ingest's CPU
+    // at 10,000 messages/s): the stream is corked while they are written, and corks nest with
+    // mqtt-packet's own.
+    const stream = c.connected ? c.stream : undefined;
+    stream?.cork();
+    try {
+      for (const e of batch) {
+        if (e.messageId === undefined) continue; // QoS 0
+        // Only on the connection the message came on; after a reconnect the broker redelivers it and the
+        // duplicate is stored as nothing.
+        if (!c.connected || c.stream !== e.stream) continue;
+        (c as unknown as PacketSender)._sendPacket({ cmd: "puback", messageId: e.messageId });
+        stats.acked++;
+      }
+    } finally {
+      stream?.uncork();
     }
   }
 
