@@ -220,4 +220,41 @@ describe.skipIf(!testDatabaseUrl)(`PostgreSQL${needsPostgres}`, () => {
     const t = await createTestDatabase("ingest");
     return { db: await openDb({ databaseUrl: t.url, dataDir: "/nonexistent", logger }), cleanup: () => t.drop() };
   });
+
+  it("works off a backlog left by a slow commit in larger batches, storing each reading once", async () => {
+    const t = await createTestDatabase("ingestcatchup");
+    const db = await openDb({ databaseUrl: t.url, dataDir: "/nonexistent", logger });
+    const broker = await startTestBroker();
+    const { default: pg } = await import("pg");
+    const locker = new pg.Client({ connectionString: t.url });
+    let ingest: IngestService | undefined;
+    try {
+      await migrate(db, { logger });
+      ingest = createIngest({ db, mqttUrl: broker.url, clientId: "catchup", logger, batchSize: 100, batchMs: 20 });
+      await ingest.start();
+      // A commit that cannot finish: another session holds the readings table.
+      await locker.connect();
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE fridge_readings IN ACCESS EXCLUSIVE MODE");
+      const fridges: DeviceAddress[] = Array.from({ length: 10 }, (_, i) => ({ site: "LL", kind: "fridge", dev: `FR_CU_${i}` }));
+      const sent = fridges.flatMap((a) => Array.from({ length: 200 }, (_, seq) => fridgeReading(a, 1, seq)));
+      await publishAll(broker.url, sent, 4);
+      await waitFor(async () => ingest!.stats().pending === sent.length, "every reading received and waiting");
+      const batchesBefore = ingest.stats().batches;
+      await locker.query("COMMIT");
+      await waitFor(async () => (await count(db, "fridge_readings")) === sent.length, "all readings stored");
+      await ingest.drain();
+      // 2,000 waiting readings in batches of at most 4 × 100: the blocked first batch and then ≤ 5 more,
+      // where fixed batches of 100 would take 20.
+      expect(ingest.stats().batches - batchesBefore).toBeLessThanOrEqual(6);
+      expect(ingest.stats().stored).toBe(sent.length);
+      expect(ingest.stats().duplicates).toBe(0);
+    } finally {
+      await locker.end().catch(() => undefined);
+      await ingest?.stop();
+      await broker.close();
+      await db.close();
+      await t.drop();
+    }
+  });
 });
