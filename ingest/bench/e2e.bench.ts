@@ -106,8 +106,8 @@ console.log(
 let brokerCpuUs = 0;
 let brokerCpuAtStart = 0;
 let brokerQueued = 0;
-/** Per 10 s of the window: the worst publish→commit latency (by commit time) beside the broker's and
- * ingest's worst event-loop delay and worst GC pause (common/src/gc-watch.ts) — where the tail comes from. */
+/** Per 10 s of the window (by commit time for latencies, by sample time otherwise), what `sliceTable()`
+ * prints: the worst publish→commit latency beside what could have caused it — where the tail comes from. */
 interface Slice {
   worstLagMs?: number;
   /** of the worst latency: device → ingest (emulator, sockets, broker) and ingest → commit (batching, database) */
