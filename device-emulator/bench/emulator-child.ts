@@ -252,5 +252,13 @@ emit("WINDOW_END", {
 });
 await fleet.stop();
 const fin = fleet.stats();
-emit("DONE", { readings: fin.readings, sent: fin.sent, dropped: fin.dropped, buffered: fin.buffered });
+emit("DONE", {
+  readings: fin.readings,
+  sent: fin.sent,
+  dropped: fin.dropped,
+  buffered: fin.buffered,
+  // devices not connected when stopped: their buffered readings (and any unacknowledged ones) were never delivered
+  notOnline: o.devices - fin.online,
+  reconnects: fin.reconnects,
+});
 process.exit(0);

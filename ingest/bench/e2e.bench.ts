@@ -28,31 +28,60 @@ import { silentLogger } from "@esp-fleet/common/logger";
 import { migrate, openDb } from "@esp-fleet/db";
 import { createIngest } from "../src/index.ts";
 
-/** CPU seconds used so far by the local PostgreSQL server's processes (every process named `postgres`;
+/** CPU ticks (1/100 s) of each local PostgreSQL server process now (every process named `postgres`;
  * none when the database is on another host), from /proc. */
-function postgresCpuS(): number | undefined {
-  let ticks = 0;
-  let found = false;
+function postgresTicks(): Map<string, number> {
+  const ticks = new Map<string, number>();
   for (const pid of readdirSync("/proc")) {
     if (!/^\d+$/.test(pid)) continue;
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       if (!stat.includes("(postgres)")) continue;
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (100/s)
-      found = true;
+      ticks.set(pid, Number(fields[11]) + Number(fields[12])); // utime + stime
     } catch {
       // the process ended meanwhile
     }
   }
-  return found ? ticks / 100 : undefined;
+  return ticks;
 }
 
-/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat. */
-function machineBusyS(): number {
+/** PostgreSQL's CPU seconds since `start()`, sampled each second per process, so a backend or worker that
+ * exits meanwhile keeps what it used up to its last sample (a sum over the live processes went negative). */
+function postgresCpu(): { start(): void; stop(): number | undefined } {
+  let last = new Map<string, number>();
+  let used = 0;
+  let seen = false;
+  let timer: NodeJS.Timeout | undefined;
+  const sample = () => {
+    const now = postgresTicks();
+    if (now.size > 0) seen = true;
+    for (const [pid, t] of now) used += t - (last.get(pid) ?? 0); // a process born since: all of its time is in the window
+    last = now;
+  };
+  return {
+    start() {
+      last = postgresTicks();
+      seen = last.size > 0;
+      used = 0;
+      timer = setInterval(sample, 1000);
+    },
+    stop() {
+      clearInterval(timer);
+      sample();
+      return seen ? used / 100 : undefined;
+    },
+  };
+}
+
+/** CPU seconds of the whole machine so far (all cores), from /proc/stat: busy (neither idle nor iowait), and
+ * of that, stolen — time the hypervisor gave to something else while this VM wanted its CPUs. */
+function machineCpuS(): { busy: number; steal: number } {
   const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
   const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
-  return (f.reduce((a, b) => a + b, 0) - idle) / 100;
+  // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user/nice
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: (total - idle) / 100, steal: (f[7] ?? 0) / 100 };
 }
 
 const { values } = parseArgs({
@@ -232,10 +261,11 @@ let windowStart = 0;
 let windowCpu = process.cpuUsage();
 let windowEnd: Record<string, number> = {};
 let ingestCpuPct = 0;
-let pgCpuAtStart: number | undefined;
+const pgCpu = postgresCpu();
 let pgCpuPct: number | undefined;
-let busyAtStart = 0;
+let machineAtStart = { busy: 0, steal: 0 };
 let machineBusyPct = 0;
+let machineStealPct = 0;
 let windowWall = 0;
 let settledAt = 0;
 let watch: NodeJS.Timeout | undefined;
@@ -301,8 +331,8 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       windowStartWall = Date.now();
       windowCpu = process.cpuUsage();
       brokerCpuAtStart = brokerCpuUs;
-      pgCpuAtStart = postgresCpuS();
-      busyAtStart = machineBusyS();
+      pgCpu.start();
+      machineAtStart = machineCpuS();
       console.log(`  window start: ${data}`);
     }
     if (tag === "WINDOW_END") {
@@ -311,9 +341,11 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       const u = process.cpuUsage(windowCpu);
       ingestCpuPct = ((u.user + u.system) / 1000 / windowWall) * 100;
       brokerCpuPct = ((brokerCpuUs - brokerCpuAtStart) / 1000 / windowWall) * 100;
-      const pgCpu = postgresCpuS();
-      if (pgCpu !== undefined && pgCpuAtStart !== undefined) pgCpuPct = ((pgCpu - pgCpuAtStart) * 1e5) / windowWall;
-      machineBusyPct = ((machineBusyS() - busyAtStart) * 1e5) / windowWall;
+      const pgCpuS = pgCpu.stop();
+      if (pgCpuS !== undefined) pgCpuPct = (pgCpuS * 1e5) / windowWall;
+      const machine = machineCpuS();
+      machineBusyPct = ((machine.busy - machineAtStart.busy) * 1e5) / windowWall;
+      machineStealPct = ((machine.steal - machineAtStart.steal) * 1e5) / windowWall;
       windowEnd = JSON.parse(data) as Record<string, number>;
       console.log(`  window end: ${data}`);
     }
@@ -350,13 +382,19 @@ const gaps = (
     "SELECT dev, boot, count(*)::int AS n, (max(seq) - min(seq) + 1)::int AS span FROM fridge_readings GROUP BY dev, boot HAVING count(*) <> max(seq) - min(seq) + 1 ORDER BY dev LIMIT 5",
   )
 ).rows;
+// Where the missing ones could still be: the broker's routing backlog, ingest's session (not connected:
+// the broker holds its queue), or devices that were offline when the fleet stopped (their readings never left).
+const whereMissing = () => {
+  const st = ingest.stats();
+  return `broker routing backlog ${brokerQueued}; ingest connected ${st.connected}, received ${st.received}, acknowledged ${st.acked}, pending ${st.pending}; devices offline at stop ${done.notOnline ?? "?"} (buffered readings ${done.buffered ?? "?"}), reconnects ${done.reconnects ?? "?"}`;
+};
 if (stored < (done.readings ?? 0)) {
   console.log(
-    `  ${(done.readings ?? 0) - stored} rows missing after the wait; devices with holes in their sequence: ${JSON.stringify(gaps)}`,
+    `  ${(done.readings ?? 0) - stored} rows missing after the wait; devices with holes in their sequence: ${JSON.stringify(gaps)}; ${whereMissing()}`,
   );
   await new Promise((r) => setTimeout(r, 15_000));
   stored = await telemetryRows();
-  console.log(`  15 s later: ${(done.readings ?? 0) - stored} missing`);
+  console.log(`  15 s later: ${(done.readings ?? 0) - stored} missing; ${whereMissing()}`);
 }
 clearInterval(ingestSampler);
 ingestGc.stop();
@@ -399,7 +437,7 @@ console.log(
     ...sliceTable(),
     `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored}, duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}`,
     `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, PostgreSQL cpu ${pgCpuPct === undefined ? "n/a (not local)" : `${pgCpuPct.toFixed(0)} %`}, retries ${s.retries}`,
-    `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores)`,
+    `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores), of which stolen by the hypervisor ${machineStealPct.toFixed(0)} %`,
     `  load average after: ${loadavg()
       .map((x) => x.toFixed(2))
       .join(" ")}; total ingest cpu ${((process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6).toFixed(1)} s`,
