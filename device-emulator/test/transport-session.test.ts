@@ -45,14 +45,19 @@ async function subscriber(url: string, topic: string) {
   return { sub, got };
 }
 
-/** An Aedes test broker, a QoS 1 subscriber on the device's telemetry, and the device online on it. */
-async function onlineDevice() {
-  const broker = await startTestBroker();
-  cleanups.push(() => broker.close());
-  const { got } = await subscriber(broker.url, "LL/fridge/FRIDGE_LL_01/telemetry");
-  const d = device(broker.url);
+/** Connects a device and waits for its link to come up. */
+async function bringUp<D extends ReturnType<typeof device>>(d: D): Promise<D> {
   d.connect();
   await waitFor(() => d.links.at(-1)?.up === true, "link up");
+  return d;
+}
+
+/** An Aedes test broker, a QoS 1 subscriber on `topic` (default the device's telemetry), and the device online on it. */
+async function onlineDevice(topic = "LL/fridge/FRIDGE_LL_01/telemetry") {
+  const broker = await startTestBroker();
+  cleanups.push(() => broker.close());
+  const { got } = await subscriber(broker.url, topic);
+  const d = await bringUp(device(broker.url));
   return { ...d, broker, got };
 }
 
@@ -167,18 +172,11 @@ describe("SessionTransport against Aedes", () => {
   });
 
   it("close(false) drops the link without DISCONNECT (the broker publishes the will); close(true) discards it", async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => broker.close());
-    const { got } = await subscriber(broker.url, "LL/fridge/+/status");
-    const a = device(broker.url);
-    a.connect();
-    await waitFor(() => a.links.at(-1)?.up === true, "link up");
+    const { broker, got, ...a } = await onlineDevice("LL/fridge/+/status");
     a.t.publish("telemetry", payload(1), { qos: 1, retain: false });
     await a.t.close(true);
     expect(a.t.inflight).toBe(0);
-    const b = device(broker.url);
-    b.connect();
-    await waitFor(() => b.links.at(-1)?.up === true, "link up");
+    const b = await bringUp(device(broker.url));
     await b.t.close(false);
     await waitFor(() => got.length >= 1, "the will");
     await new Promise((r) => setTimeout(r, 200));
@@ -199,9 +197,7 @@ describe("SessionTransport against a scripted broker", () => {
       if (p.cmd === "connect") reply(connack());
       if (p.cmd === "publish") published.push(p.messageId as number);
     });
-    const { t, links, commands, connect } = device(url);
-    connect();
-    await waitFor(() => links.at(-1)?.up === true, "link up");
+    const { t, commands } = await bringUp(device(url));
     for (let seq = 0; seq < 40; seq++) t.publish("telemetry", payload(seq), { qos: 1, retain: false });
     await waitFor(() => published.length === 40, "40 publishes");
     // PUBACKs 1–10 whole (the fast path), 11–20 one byte per write, 21–40 around a command PUBLISH cut in two
@@ -242,9 +238,7 @@ describe("SessionTransport against a scripted broker", () => {
         if (answer) reply(mqttPacket.generate({ cmd: "pingresp" }));
       }
     });
-    const { links, connect } = device(url, 1);
-    connect();
-    await waitFor(() => links.at(-1)?.up === true, "link up");
+    const { links } = await bringUp(device(url, 1));
     await waitFor(() => pings >= 2, "two PINGREQs answered", 6000);
     expect(links).toHaveLength(1);
     answer = false;
