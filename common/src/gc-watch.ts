@@ -20,21 +20,18 @@ export interface GcPauses {
 
 const zero = (): GcPauses => ({ minor: 0, major: 0, incremental: 0, other: 0, majorCount: 0, worst: 0, worstKind: "" });
 
-const kindOf = (kind: number | undefined): "minor" | "major" | "incremental" | "other" =>
-  kind === constants.NODE_PERFORMANCE_GC_MINOR
-    ? "minor"
-    : kind === constants.NODE_PERFORMANCE_GC_MAJOR
-      ? "major"
-      : kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL
-        ? "incremental"
-        : "other";
+const KINDS = new Map<number | undefined, "minor" | "major" | "incremental">([
+  [constants.NODE_PERFORMANCE_GC_MINOR, "minor"],
+  [constants.NODE_PERFORMANCE_GC_MAJOR, "major"],
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL, "incremental"],
+]);
 
 /** Starts watching; `take()` returns the pauses since the last take (or the start) and begins anew. */
 export function watchGc(): { take(): GcPauses; stop(): void } {
   let acc = zero();
   const observer = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      const kind = kindOf((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind);
+      const kind = KINDS.get((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind) ?? "other";
       acc[kind] += e.duration;
       if (kind === "major") acc.majorCount++;
       if (e.duration > acc.worst) {
