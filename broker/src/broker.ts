@@ -18,7 +18,7 @@ import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
 import { installRouterFixes } from "./router-fixes.ts";
 import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
-import { coalesceWrites } from "./coalesce.ts";
+import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
 
@@ -127,6 +127,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // exact duplicate suppression instead of Aedes's high-water mark, which drops overtaken messages
       // (dedupe.ts); before anything can be forwarded to this client
       disableHighWaterDedupe(client);
+      countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);
     },
     authorizePublish: hooks.authorizePublish,
@@ -231,6 +232,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     // TCP/TLS: one writev per socket per event-loop turn instead of one per packet (coalesce.ts).
     // A WebSocket stream turns every write into its own frame, so corking it would gain nothing.
     if (config.MQTT_COALESCE_WRITES && transport !== "ws") coalesceWrites(stream);
+    // A subscriber taking the fleet's whole stream (ingest) must not hold the router's slots on every turn.
+    raiseWriteHighWater(stream, config.MQTT_WRITE_HIGH_WATER_KB * 1024);
     const client = aedes.handle(stream, req);
     guardPacketSize(client, config.MQTT_MAX_PACKET_SIZE, (length) => {
       metrics.oversizedPackets.inc();
@@ -321,3 +324,4 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   };
   return service;
 }
+

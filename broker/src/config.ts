@@ -64,6 +64,12 @@ export const BrokerConfigSchema = z.object({
     true,
     "gather the packets written to a TCP/TLS connection in one event-loop turn into one system call (off = one per packet, Aedes's own behaviour)",
   ),
+  MQTT_WRITE_HIGH_WATER_KB: env.int(
+    512,
+    16,
+    65_536,
+    "bytes (KB) a connection may hold unsent before its deliveries wait for the socket to drain (Node's default: 16)",
+  ),
   MQTT_JSON_MIRROR: env.bool(
     false,
     "republish every device and service message decoded as JSON under json/{topic}, for plain MQTT tools (costs a decode per message)",

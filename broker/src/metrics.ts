@@ -90,6 +90,11 @@ export function createBrokerMetrics(registry: Registry) {
       help: "times the routing emitter broke a synchronous chain (overload guard)",
       registers,
     }),
+    drainWaits: new Counter({
+      name: "broker_drain_waits_total",
+      help: "writes to a client that found its connection past MQTT_WRITE_HIGH_WATER_KB: each holds a routing slot until the socket drains",
+      registers,
+    }),
     jsonMirrored: new Counter({
       name: "broker_json_mirrored_total",
       help: "messages republished as JSON under json/… (MQTT_JSON_MIRROR), by whether they decoded",

@@ -2,7 +2,7 @@ import { Writable } from "node:stream";
 import { connect as netConnect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import mqttPacket from "mqtt-packet";
-import { coalesceWrites } from "../src/coalesce.ts";
+import { coalesceWrites, raiseWriteHighWater } from "../src/coalesce.ts";
 import { closeClient, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
 
 /** A writable that records each batch the stream hands down (one `_writev` = one syscall on a socket). */
@@ -54,6 +54,17 @@ describe("coalesceWrites", () => {
     const drained = new Promise((r) => stream.once("drain", r));
     await drained;
     expect(batches).toEqual([["1234", "5678"]]);
+  });
+
+  it("raiseWriteHighWater: write() returns false only past the higher mark, and 'drain' still follows", async () => {
+    const { stream, batches } = recorder(8);
+    raiseWriteHighWater(coalesceWrites(stream), 16);
+    expect(stream.write("1234")).toBe(true);
+    expect(stream.write("5678")).toBe(true); // 8 bytes: the stream's own mark refuses, ours does not
+    expect(stream.write("abcdefgh")).toBe(false); // 16 bytes buffered = our mark
+    const drained = new Promise((r) => stream.once("drain", r));
+    await drained;
+    expect(batches).toEqual([["1234", "5678", "abcdefgh"]]);
   });
 
   it("flushes on end() even while corked", async () => {
@@ -137,6 +148,43 @@ describe.each(["on", "off"])("broker with MQTT_COALESCE_WRITES=%s", (setting) =>
     // the per-QoS counters (bound to their label once) count every message in and out
     expect(await count(h.broker.metrics.messagesIn)).toBe(in0 + n);
     expect(await count(h.broker.metrics.messagesOut)).toBe(out0 + n);
+    await Promise.all([closeClient(sub), closeClient(pub)]);
+  });
+});
+
+// A subscriber taking a fast stream: with Node's 16 KB mark, one turn's corked deliveries pass it and every
+// later delivery of that turn holds its routing slot until 'drain' (docs/broker.md, "Deliveries and
+// 'drain'"); with the default 512 KB none waits. Same messages, same order either way.
+describe.each([
+  ["16", true],
+  ["512", false],
+])("broker with MQTT_WRITE_HIGH_WATER_KB=%s", (kb, waits) => {
+  let h: TestBrokerHandle;
+  beforeAll(async () => {
+    h = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_WS_ENABLED: "off", MQTT_CONCURRENCY: "1000", MQTT_WRITE_HIGH_WATER_KB: kb });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it(`delivers a QoS 1 burst in order${waits ? ", its deliveries waiting for 'drain'" : " without waiting for 'drain'"}`, async () => {
+    const sub = await connect(h.url, { clientId: `hw-sub-${kb}`, clean: false });
+    await sub.subscribeAsync("hw/t", { qos: 1 });
+    const got: number[] = [];
+    sub.on("message", (_t, p) => got.push(p.readUInt32BE(0)));
+    const pub = await connect(h.url, { clientId: `hw-pub-${kb}` });
+    const n = 3000;
+    for (let i = 0; i < n; i++) {
+      const b = Buffer.alloc(200);
+      b.writeUInt32BE(i, 0);
+      pub.publish("hw/t", b, { qos: 1 });
+    }
+    const deadline = Date.now() + 30_000;
+    while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(got).toEqual(Array.from({ length: n }, (_, i) => i));
+    const drainWaits = (await h.broker.metrics.drainWaits.get()).values[0]?.value ?? 0;
+    if (waits) expect(drainWaits).toBeGreaterThan(0);
+    else expect(drainWaits).toBe(0);
     await Promise.all([closeClient(sub), closeClient(pub)]);
   });
 });
