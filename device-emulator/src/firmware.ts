@@ -144,6 +144,9 @@ export interface DeviceCounters {
   buffered: number;
   dropped: number;
   reconnects: number;
+  /** QoS 1 messages the transport still held unacknowledged when the session was closed (stop, reboot,
+   * power cut): lost with the RAM, as on a real board. Never counted as delivered. */
+  unacked: number;
   i2c_err: number;
   readings: number;
   publishErrors: number;
@@ -188,6 +191,7 @@ export class EmulatedDevice implements TimerTarget {
     buffered: 0,
     dropped: 0,
     reconnects: 0,
+    unacked: 0,
     i2c_err: 0,
     readings: 0,
     publishErrors: 0,
@@ -295,7 +299,7 @@ export class EmulatedDevice implements TimerTarget {
     if (wasOnline) this.#publishStatus("offline", "shutdown");
     this.#cancelAll();
     this.state = "stopped";
-    this.#stopping = Promise.resolve(this.#transport.close(true)).catch((e: unknown) => {
+    this.#stopping = this.#close(true).catch((e: unknown) => {
       this.counters.errors++;
       this.lastError = e;
     });
@@ -306,7 +310,7 @@ export class EmulatedDevice implements TimerTarget {
   kill(): Promise<void> {
     this.#cancelAll();
     this.state = "stopped";
-    this.#stopping ??= Promise.resolve(this.#transport.close(false)).catch(() => undefined);
+    this.#stopping ??= this.#close(false).catch(() => undefined);
     return this.#stopping;
   }
 
@@ -504,12 +508,17 @@ export class EmulatedDevice implements TimerTarget {
     this.#rebootNow(reason, true);
   }
 
+  /** Close the session; count what it discarded unacknowledged (transport.ts, contract 5). */
+  async #close(clean: boolean): Promise<void> {
+    const unacked = await this.#transport.close(clean);
+    if (typeof unacked === "number") this.counters.unacked += unacked;
+  }
+
   #rebootNow(reason: BootReason, clean: boolean): void {
     this.#cancelAll();
     this.state = "rebooting";
     this.#bootReason = reason;
-    const closing = this.#transport.close(clean);
-    Promise.resolve(closing).catch((e: unknown) => this.#onPublishError(e));
+    this.#close(clean).catch((e: unknown) => this.#onPublishError(e));
     this.#set(T_BOOT, this.#now() + this.#sim(this.#opts.rebootDelayMs));
   }
 

@@ -72,6 +72,8 @@ export interface FleetStats {
   buffered: number;
   dropped: number;
   reconnects: number;
+  /** QoS 1 messages discarded unacknowledged when sessions closed (firmware counter `unacked`) */
+  unacked: number;
   i2cErrors: number;
   publishErrors: number;
   commands: number;
@@ -231,6 +233,7 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
       buffered: 0,
       dropped: 0,
       reconnects: 0,
+      unacked: 0,
       i2cErrors: 0,
       publishErrors: 0,
       commands: 0,
@@ -247,6 +250,7 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
       s.buffered += c.buffered;
       s.dropped += c.dropped;
       s.reconnects += c.reconnects;
+      s.unacked += c.unacked;
       s.i2cErrors += c.i2c_err;
       s.publishErrors += c.publishErrors;
       s.commands += c.commands;

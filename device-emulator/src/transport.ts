@@ -23,7 +23,9 @@
  * 5. `close(true)` ends the session cleanly (MQTT DISCONNECT: the will is discarded — the firmware has
  *    already published `status: offline` itself); `close(false)` drops the link as a crash or power cut
  *    would (no DISCONNECT: the broker publishes the will). After `close`, no link event is reported for
- *    the closed session; `connect()` may be called again (emulated reboot).
+ *    the closed session; `connect()` may be called again (emulated reboot). QoS 1 messages still
+ *    unacknowledged when the session ends are gone with the device's RAM; a transport that knows how many
+ *    resolves `close` with that number (the firmware counts them as `unacked`).
  *
  * Handlers are called synchronously from the transport's I/O callbacks and must not throw (the firmware
  * catches everything at its own boundary).
@@ -63,7 +65,7 @@ export interface DeviceTransport {
   publish(channel: PublishChannel, payload: Uint8Array | string, opts: PublishOptions): void | Promise<void>;
   onCommand(handler: CommandHandler): void;
   onLink(handler: LinkHandler): void;
-  close(clean: boolean): Promise<void>;
+  close(clean: boolean): Promise<void | number>;
 }
 
 /** Who a transport is created for. `dev` is also the MQTT client id and username. */

@@ -187,7 +187,9 @@ describe("firmware life cycle (manual clock, memory transport)", () => {
     device.start();
     clock.advance(1500);
     take();
+    transport.unackedAtClose = 2; // what the session still held unacknowledged is counted, not delivered
     await device.stop();
+    expect(device.counters.unacked).toBe(2);
     const out = take();
     expect(out).toHaveLength(1);
     expect(out[0]).toMatchObject({

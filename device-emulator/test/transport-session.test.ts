@@ -25,7 +25,7 @@ function payload(seq: number): Uint8Array {
 /** A session transport on `url`, its link events, and the commands it was given. */
 function device(url: string, keepaliveS = 30) {
   const t = new SessionTransport(ADDR, { url, closeTimeoutMs: 2000 });
-  cleanups.push(() => t.close(false));
+  cleanups.push(async () => void (await t.close(false)));
   const links: LinkEvent[] = [];
   const commands: { name: string; payload: Buffer }[] = [];
   t.onLink((e) => links.push(e));
@@ -216,6 +216,24 @@ describe("SessionTransport against a scripted broker", () => {
     sock!.write(mixed.subarray(45));
     await waitFor(() => t.inflight === 0, "all acknowledged");
     expect(commands).toEqual([{ name: "status", payload: Buffer.from([0xa0]) }]);
+  });
+
+  it("close() reports the QoS 1 messages it discards unacknowledged", async () => {
+    let acked = 0;
+    const url = await fakeBroker((p, reply) => {
+      if (p.cmd === "connect") reply(connack());
+      // a broker too busy to answer: the first two publishes acknowledged, the other three never
+      if (p.cmd === "publish" && acked < 2) {
+        acked++;
+        reply(mqttPacket.generate({ cmd: "puback", messageId: p.messageId as number }));
+      }
+    });
+    const { t } = await bringUp(device(url));
+    for (let seq = 0; seq < 5; seq++) t.publish("telemetry", payload(seq), { qos: 1, retain: false });
+    await waitFor(() => t.inflight === 3, "two acknowledged");
+    // a clean close waits (closeTimeoutMs, 2 s here) for the last PUBACKs, then gives up on them
+    expect(await t.close(true)).toBe(3);
+    expect(t.inflight).toBe(0);
   });
 
   it("a refused CONNECT is a link-down event with the broker's reason", async () => {

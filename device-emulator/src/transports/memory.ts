@@ -79,10 +79,15 @@ export class MemoryTransport implements DeviceTransport {
     this.#link = handler;
   }
 
-  async close(clean: boolean): Promise<void> {
+  /** What `close()` reports discarded unacknowledged: nothing, since this transport acknowledges at once;
+   * a test sets it to stand for a peer that never acknowledged. */
+  unackedAtClose = 0;
+
+  async close(clean: boolean): Promise<number> {
     this.closes.push(clean);
     this.up = false;
     this.pending = false;
+    return this.unackedAtClose;
   }
 
   /** Take (and forget) what was published so far. */

@@ -168,18 +168,21 @@ export class SessionTransport implements DeviceTransport {
     if (this.#up) this.#sock?.write(publishFrame(topic, body, 0, opts.retain, 0));
   }
 
-  close(clean: boolean): Promise<void> {
+  /** Resolves with the number of QoS 1 messages discarded unacknowledged (transport.ts, contract 5). */
+  close(clean: boolean): Promise<number> {
     const sock = this.#sock;
     this.#live = false;
     if (!sock) {
+      const unacked = this.#inflight.size;
       this.#inflight.clear();
-      return Promise.resolve();
+      return Promise.resolve(unacked);
     }
-    return new Promise<void>((resolve) => {
+    return new Promise<number>((resolve) => {
       sock.once("close", () => {
         // RAM is gone with the session (an emulated reboot starts empty, as with a fresh MQTT.js client)
+        const unacked = this.#inflight.size;
         this.#inflight.clear();
-        resolve();
+        resolve(unacked);
       });
       if (!clean || !this.#up) {
         sock.destroy();
