@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer and the number of sockets waiting for 'drain'. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_DRAIN_TIMEOUT_MS=5000] tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -12,7 +12,7 @@ import "@esp-fleet/common/packet-writes";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Aedes } from "aedes";
-import { coalesceWrites } from "@esp-fleet/broker/coalesce";
+import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "@esp-fleet/broker/coalesce";
 import { acceptCopies } from "@esp-fleet/broker/accept-copies";
 import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
 import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
@@ -42,12 +42,16 @@ const mq = (aedes as unknown as { mq: { length: number } }).mq;
 // accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
 const acceptedAt = new WeakMap<object, number>();
 const sockets = new Set<Socket>();
+// as `esp-fleet broker` has it by default (broker/src/config.ts); 16 = Node's own mark
+const writeHighWaterKb = Number(process.env.MQTT_WRITE_HIGH_WATER_KB ?? 512);
+let drainWaits = 0;
 let connackMsMax = 0;
 const onConnection = (socket: Socket) => {
   acceptedAt.set(socket, performance.now());
   sockets.add(socket);
   socket.once("close", () => sockets.delete(socket));
-  aedes.handle(coalesceWrites(socket)); // one writev per socket per event-loop turn, as the broker does
+  // one writev per socket per event-loop turn, and the write high-water mark, as the broker has them
+  aedes.handle(raiseWriteHighWater(coalesceWrites(socket), writeHighWaterKb * 1024));
 };
 const server = createServer(onConnection);
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -60,6 +64,7 @@ const extraListeners = await acceptCopies(server, 15, LISTEN_BACKLOG, onConnecti
 let clients = 0;
 aedes.on("client", (client) => {
   clients++;
+  countDrainWaits(client, () => drainWaits++);
   const t = acceptedAt.get((client as unknown as { conn: object }).conn);
   if (t !== undefined) connackMsMax = Math.max(connackMsMax, performance.now() - t);
 });
@@ -91,10 +96,12 @@ setInterval(() => {
       heapUsed: m.heapUsed,
       outBufMax,
       needDrain,
+      drainWaits,
     })}\n`,
   );
   loopDelay.reset();
   connackMsMax = 0;
+  drainWaits = 0;
 }, 1000).unref();
 const stop = () => {
   for (const l of extraListeners) l.close();
