@@ -43,6 +43,9 @@ function suite(name: string, open: () => Promise<{ db: Db; reopen: () => Promise
         "SELECT version FROM schema_migrations WHERE variant = 'base' ORDER BY version",
       );
       expect(r.rows.map((x) => x.version)).toContain(1);
+      // 003: the registry keeps room on its pages for heap-only updates of last_seen
+      const opts = await ctx.db.query<{ reloptions: string[] | null }>("SELECT reloptions FROM pg_class WHERE relname = 'devices'");
+      expect(opts.rows[0]?.reloptions).toContain("fillfactor=50");
     });
 
     it("inserts idempotently, copies, and rolls back a failed transaction", async () => {
