@@ -53,6 +53,9 @@ export interface FleetOptions {
   specs?: readonly DeviceSpec[];
   /** MQTT connect timeout per attempt, ms (default 10 000). */
   connectTimeoutMs?: number;
+  /** How long a clean close waits for the PUBACKs of what is in flight, ms (default 3 000); what is still
+   * unacknowledged then is discarded and counted (`unacked`). */
+  closeTimeoutMs?: number;
   /** The devices' MQTT client (transports/mqtt.ts `mqttTransportFactory`): `session` (default) or `mqttjs`. */
   mqttClient?: MqttClientKind;
   /**
@@ -176,6 +179,7 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
     factory = mqttTransportFactory({
       url: opts.url,
       connectTimeoutMs: opts.connectTimeoutMs,
+      closeTimeoutMs: opts.closeTimeoutMs,
       client: opts.mqttClient,
       credentials: (dev) => ({ username: dev, password: passwordFor(opts, dev) }),
     });

@@ -394,8 +394,8 @@ const gaps = (
 ).rows;
 // Where the missing ones could still be: the broker's routing backlog, ingest's session (not connected:
 // the broker holds its queue), devices that were offline when the fleet stopped (their readings never left),
-// or the sessions' unacknowledged messages when they closed (a clean close waits 3 s for PUBACKs, then the
-// messages are gone with the device's RAM: never confirmed to the device, so not lost by the pipeline).
+// or the sessions' unacknowledged messages when they closed (the emulator child's clean close waits up to
+// a minute for PUBACKs; what is left is gone with the device's RAM: never confirmed to the device).
 const whereMissing = () => {
   const st = ingest.stats();
   return `broker routing backlog ${brokerQueued}; ingest connected ${st.connected}, received ${st.received}, acknowledged ${st.acked}, pending ${st.pending}; devices offline at stop ${done.notOnline ?? "?"} (buffered readings ${done.buffered ?? "?"}), QoS 1 messages unacknowledged when their session closed ${done.unacked ?? "?"}, reconnects ${done.reconnects ?? "?"}`;
