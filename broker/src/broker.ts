@@ -324,4 +324,3 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   };
   return service;
 }
-

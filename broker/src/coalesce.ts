@@ -46,15 +46,16 @@ export function coalesceWrites<S extends Corkable>(stream: S): S {
  * 'drain'"). Aedes routes at most `concurrency` messages at once, and a delivery whose `write()` returns
  * false keeps its slot until the socket emits 'drain' — one flush and one completed write later, i.e. two
  * or three event-loop turns. At a socket's default 16 KB that is ~150 fridge readings: a subscriber taking
- * the whole fleet's stream (ingest) crossed it on every turn, so every delivery to it waited for 'drain' —
- * 5,500–10,000 waits a second in bench:e2e — and the router moved at most `concurrency` messages per two or
- * three turns, however idle the subscriber's connection was.
+ * the whole fleet's stream (ingest) crossed it in every turn, so most deliveries to it waited for 'drain' —
+ * thousands a second in bench:e2e — and the router moved at most `concurrency` messages per two or three
+ * turns, however promptly the subscriber read.
  *
  * Here `write()` reports back-pressure only past `highWaterMark` bytes. Semantics are otherwise Node's:
  * the bytes, their order and the buffering are unchanged, Node still emits 'drain' after any write its own
  * mark refused (the effective mark is the higher of the two, so ours refuses only when Node's does too),
- * and a subscriber that does not read still stops the broker — at `highWaterMark` bytes instead of 16 KB, and then `drainTimeout`
- * applies as before. The cost is memory: up to `highWaterMark` per connection that is not read.
+ * and a subscriber that does not read still stops the broker — at `highWaterMark` bytes instead of 16 KB —
+ * after which `drainTimeout` applies as before. The cost is memory: up to `highWaterMark` per connection
+ * that is not read.
  */
 export function raiseWriteHighWater<S extends Corkable>(stream: S, highWaterMark: number): S {
   const write = stream.write;
