@@ -59,7 +59,8 @@ export const BrokerConfigSchema = z.object({
     10_000_000,
     "the same for a session last connected with a service account (ingest, sqal): ~20 s of a 10,000-device fleet's readings (0 = unlimited)",
   ),
-  MQTT_CONCURRENCY: env.int(100, 1, 100_000, "messages routed concurrently by the broker's emitter"),
+  // 1,000, as every end-to-end benchmark ran it (docs/broker.md, "Deliveries and 'drain'"); Aedes's own is 100
+  MQTT_CONCURRENCY: env.int(1000, 1, 100_000, "messages routed concurrently by the broker's emitter"),
   MQTT_COALESCE_WRITES: env.bool(
     true,
     "gather the packets written to a TCP/TLS connection in one event-loop turn into one system call (off = one per packet, Aedes's own behaviour)",

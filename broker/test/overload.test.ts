@@ -80,7 +80,8 @@ describe("overload: 2,000 clients offering 20,000 QoS 1 messages while a frozen 
   });
 
   it("survives, acknowledges every message, and serves a fresh client afterwards", { timeout: 60_000 }, async () => {
-    b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_DRAIN_TIMEOUT_MS: "3000", MQTT_CONNECT_TIMEOUT_MS: "30000" });
+    // 100 slots (Aedes's own default): 400 large messages to the frozen subscriber are enough to hold them all
+    b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_CONCURRENCY: "100", MQTT_DRAIN_TIMEOUT_MS: "3000", MQTT_CONNECT_TIMEOUT_MS: "30000" });
     const port = b.broker.ports.mqtt;
     // 1. 2,000 clients (they will offer 10 QoS 1 messages each, to topics nobody subscribes to)
     for (let i = 0; i < 2000; i += 100) {
