@@ -14,6 +14,8 @@
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean]
  *        [--broker-profile DIR: a V8 CPU profile of the broker child] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=64"]
+ *        [--emulator-nice N: the fleet under nice(1)]; the broker child takes MQTT_CONCURRENCY, MQTT_DRAIN_TIMEOUT_MS and
+ *        MQTT_WRITE_HIGH_WATER_KB from the environment (defaults as the broker's), and the header line shows those set
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -133,8 +135,13 @@ function child(
 const db0 = await createTestDatabase("benche2e");
 const db = await openDb({ databaseUrl: db0.url, dataDir: "/nonexistent", logger, poolMax: 4 });
 await migrate(db, { logger });
+// the broker child's settings that differ from its defaults (device-emulator/bench/broker-child.ts)
+const brokerEnv = ["MQTT_CONCURRENCY", "MQTT_DRAIN_TIMEOUT_MS", "MQTT_WRITE_HIGH_WATER_KB"]
+  .filter((k) => process.env[k] !== undefined)
+  .map((k) => `${k}=${process.env[k]}`)
+  .join(" ");
 console.log(
-  `bench:e2e — ${values.harness} harness, ${devices} devices (${values.kinds}) every ${values.interval} ms, window ${windowS} s; broker flags "${values["broker-flags"]}"${process.env.MQTT_WRITE_HIGH_WATER_KB ? `, MQTT_WRITE_HIGH_WATER_KB=${process.env.MQTT_WRITE_HIGH_WATER_KB}` : ""}${values["emulator-nice"] !== "0" ? `, emulator at nice ${values["emulator-nice"]}` : ""}; load average before: ${loadavg()
+  `bench:e2e — ${values.harness} harness, ${devices} devices (${values.kinds}) every ${values.interval} ms, window ${windowS} s; broker flags "${values["broker-flags"]}"${brokerEnv ? `, ${brokerEnv}` : ""}${values["emulator-nice"] !== "0" ? `, emulator at nice ${values["emulator-nice"]}` : ""}; load average before: ${loadavg()
     .map((x) => x.toFixed(2))
     .join(" ")}`,
 );
@@ -412,7 +419,8 @@ clearInterval(ingestSampler);
 ingestGc.stop();
 /** The per-10 s slices as aligned rows: worst latency (device → ingest + ingest → commit); the longest
  * commit; the broker's routing backlog, its largest socket write buffer (KB), its sockets waiting for 'drain'
- * and ingest's uncommitted messages (largest of the per-second samples); broker and ingest worst loop delay, worst GC pause (its kind) and GC pause total. */
+ * and ingest's uncommitted messages (largest of the per-second samples); the deliveries that waited for
+ * 'drain' (sum); broker and ingest worst loop delay, worst GC pause (its kind) and GC pause total. */
 function sliceTable(): string[] {
   const ms = (x: number | undefined) => (x === undefined ? "-" : String(Math.round(x)));
   const pause = (x: number | undefined, kind: string | undefined) => (x === undefined ? "-" : `${x} ${kind || ""}`.trim());
