@@ -3,7 +3,8 @@
  * this process): N readings (250-byte payloads, QoS 1, 10,000 device topics) are queued for a session that
  * has gone away; printed are the heap and buffer memory per queued message (after a full GC) and the
  * process's growth, then how fast the queue is replayed when the session comes back, and in how many
- * event-loop turns (Aedes writes one queued message per turn; docs/broker.md, "Durability").
+ * event-loop turns (Aedes's own replay wrote one queued message per turn; the broker's writes up to 256 —
+ * broker/src/replay.ts, docs/broker.md "Durability"). The receiver is an MQTT.js client in this process.
  * Usage: flock /tmp/bench.lock npm run bench:queue [-- N]   (default 200,000, MQTT_MAX_QUEUED_MESSAGES_SERVICE)
  */
 import { mkdtemp, rm } from "node:fs/promises";

@@ -18,6 +18,7 @@ import { createBrokerMetrics, type BrokerMetrics } from "./metrics.ts";
 import { installRouterFixes } from "./router-fixes.ts";
 import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
+import { installBatchedReplay } from "./replay.ts";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
@@ -142,6 +143,13 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   // the topic-match cache only on Aedes's own in-memory emitter (mqemitter-redis routes through Redis)
   if (!installRouterFixes(aedes, { cacheMatches: !backend.mq, onDefer: () => metrics.emitterDeferred.inc() }))
     logger.warn("routing emitter without the expected backlog arrays: its queue stays an array (O(n) shift)");
+  // a returning persistent session's queue leaves in batches, not one message per event-loop turn (replay.ts)
+  installBatchedReplay(aedes, backend.persistence, {
+    onReplayed(clientId, written, ms) {
+      metrics.replayed.inc(written);
+      if (written > 0) logger.info({ clientId, messages: written, ms: Math.round(ms) }, "session queue replayed");
+    },
+  });
   if (config.MQTT_JSON_MIRROR) installJsonMirror(aedes, (ok) => metrics.jsonMirrored.inc({ decoded: ok ? "yes" : "no" }));
 
   // Refused publishes were acknowledged (auth.ts); here they stop before routing.

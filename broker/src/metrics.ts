@@ -95,6 +95,11 @@ export function createBrokerMetrics(registry: Registry) {
       help: "writes to a client that found its connection past MQTT_WRITE_HIGH_WATER_KB: each holds a routing slot until the socket drains",
       registers,
     }),
+    replayed: new Counter({
+      name: "broker_session_queue_replayed_total",
+      help: "queued messages written to persistent sessions at their reconnect",
+      registers,
+    }),
     jsonMirrored: new Counter({
       name: "broker_json_mirrored_total",
       help: "messages republished as JSON under json/… (MQTT_JSON_MIRROR), by whether they decoded",

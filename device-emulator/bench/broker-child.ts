@@ -16,6 +16,7 @@ import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "@esp-fleet
 import { acceptCopies } from "@esp-fleet/broker/accept-copies";
 import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
 import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
+import { installBatchedReplay } from "@esp-fleet/broker/replay";
 import { createBackend } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
@@ -38,6 +39,8 @@ const aedes = await Aedes.createBroker({
 // the recursion guard, an O(1) routing backlog and the topic-match cache.
 let deferred = 0;
 installRouterFixes(aedes, { cacheMatches: true, onDefer: () => deferred++ });
+// a returning persistent session's queue in batches (broker/src/replay.ts)
+installBatchedReplay(aedes, backend.persistence);
 const mq = (aedes as unknown as { mq: { length: number } }).mq;
 // accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
 const acceptedAt = new WeakMap<object, number>();
