@@ -19,6 +19,7 @@ import { installRouterFixes } from "./router-fixes.ts";
 import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { installBatchedReplay } from "./replay.ts";
+import { installPromptDelivery } from "./deliver.ts";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
@@ -128,6 +129,9 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // exact duplicate suppression instead of Aedes's high-water mark, which drops overtaken messages
       // (dedupe.ts); before anything can be forwarded to this client
       disableHighWaterDedupe(client);
+      // deliveries free their routing slot when written, not two turns later (deliver.ts); before any
+      // subscription binds the client's delivery functions
+      if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
       countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);
     },

@@ -65,6 +65,10 @@ export const BrokerConfigSchema = z.object({
     true,
     "gather the packets written to a TCP/TLS connection in one event-loop turn into one system call (off = one per packet, Aedes's own behaviour)",
   ),
+  MQTT_PROMPT_DELIVERY: env.bool(
+    true,
+    "a delivery frees its routing slot as soon as its packet is written (off = two event-loop turns later, Aedes's own behaviour)",
+  ),
   MQTT_WRITE_HIGH_WATER_KB: env.int(
     512,
     16,

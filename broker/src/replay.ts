@@ -2,9 +2,9 @@ import { createRequire } from "node:module";
 import { Readable, type Duplex } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { Aedes, Client } from "aedes";
+import { qosPacket } from "./deliver.ts";
 
 const require = createRequire(import.meta.url);
-const AedesPacket = require("aedes-packet") as new (original: object, broker: object) => ReplayPacket;
 // the instance Aedes writes with (with the single-buffer writes of common/src/packet-writes.ts when loaded)
 const mqttPacket = require("mqtt-packet") as { writeToStream(packet: object, stream: object): boolean };
 
@@ -43,7 +43,6 @@ interface ReplayClient {
   closed: boolean;
   errored?: boolean;
   conn: Duplex;
-  _nextId: number;
   emit(event: "error", err: unknown): boolean;
   waitForDrain(callback: (err?: Error) => void): void;
 }
@@ -109,13 +108,8 @@ export function installBatchedReplay(aedes: Aedes, store: object, opts: ReplayOp
         await nextTurn();
         if (!live(client)) break;
       }
-      // what Aedes's QoSPacket does: the packet identifier it was sent with, or the session's next one
-      const packet = new AedesPacket(queued, aedes);
-      if (queued.messageId) packet.messageId = queued.messageId;
-      else {
-        packet.messageId = client._nextId;
-        client._nextId = client._nextId >= 65535 ? 1 : client._nextId + 1;
-      }
+      // the packet identifier it was sent with, or the session's next one
+      const packet = qosPacket(queued, client, aedes);
       try {
         await persistence.outgoingUpdate(client, packet);
       } catch (err) {

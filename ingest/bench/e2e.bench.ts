@@ -14,8 +14,8 @@
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean]
  *        [--broker-profile DIR: a V8 CPU profile of the broker child] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=64"]
- *        [--emulator-nice N: the fleet under nice(1)]; the broker child takes MQTT_CONCURRENCY, MQTT_DRAIN_TIMEOUT_MS and
- *        MQTT_WRITE_HIGH_WATER_KB from the environment (defaults as the broker's), and the header line shows those set
+ *        [--emulator-nice N: the fleet under nice(1)]; the broker child takes MQTT_CONCURRENCY, MQTT_DRAIN_TIMEOUT_MS,
+ *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -136,7 +136,7 @@ const db0 = await createTestDatabase("benche2e");
 const db = await openDb({ databaseUrl: db0.url, dataDir: "/nonexistent", logger, poolMax: 4 });
 await migrate(db, { logger });
 // the broker child's settings that differ from its defaults (device-emulator/bench/broker-child.ts)
-const brokerEnv = ["MQTT_CONCURRENCY", "MQTT_DRAIN_TIMEOUT_MS", "MQTT_WRITE_HIGH_WATER_KB"]
+const brokerEnv = ["MQTT_CONCURRENCY", "MQTT_DRAIN_TIMEOUT_MS", "MQTT_WRITE_HIGH_WATER_KB", "MQTT_PROMPT_DELIVERY"]
   .filter((k) => process.env[k] !== undefined)
   .map((k) => `${k}=${process.env[k]}`)
   .join(" ");
