@@ -129,8 +129,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // exact duplicate suppression instead of Aedes's high-water mark, which drops overtaken messages
       // (dedupe.ts); before anything can be forwarded to this client
       disableHighWaterDedupe(client);
-      // deliveries free their routing slot when written, not two turns later (deliver.ts); before any
-      // subscription binds the client's delivery functions
+      // MQTT_PROMPT_DELIVERY: deliveries free their routing slot when written, not two turns later
+      // (deliver.ts); before any subscription binds the client's delivery functions
       if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
       countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);

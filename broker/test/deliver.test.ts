@@ -37,8 +37,8 @@ const message = (n: number, qos: 0 | 1) => ({
 });
 
 describe.each([
-  ["on (default)", {}, true],
-  ["off (Aedes's own)", { MQTT_PROMPT_DELIVERY: "false" }, false],
+  ["on", { MQTT_PROMPT_DELIVERY: "true" }, true],
+  ["off (default: Aedes's own)", {}, false],
 ])("MQTT_PROMPT_DELIVERY %s (deliver.ts)", (_name, env, prompt) => {
   it(`a delivery frees its routing slot ${prompt ? "in the turn it is written" : "turns later"}, and the subscriber gets it`, async () => {
     const b = await startBroker({ MQTT_ANONYMOUS: "full", ...env });
@@ -62,7 +62,12 @@ describe.each([
 
 describe("prompt delivery keeps Aedes's rules", () => {
   it("in order under a backlog, each message once, through a 10-slot router to persistent and clean subscribers", async () => {
-    const b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_CONCURRENCY: "10", MQTT_MAX_QUEUED_MESSAGES: "0" });
+    const b = await startBroker({
+      MQTT_ANONYMOUS: "full",
+      MQTT_CONCURRENCY: "10",
+      MQTT_MAX_QUEUED_MESSAGES: "0",
+      MQTT_PROMPT_DELIVERY: "true",
+    });
     handle = b;
     const got = new Map<string, string[]>();
     for (const [id, clean] of [["p", false], ["c", true]] as const) {

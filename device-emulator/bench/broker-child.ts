@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=true] tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second. Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -32,8 +32,8 @@ const aedes = await Aedes.createBroker({
   // routing (broker/src/dedupe.ts, docs/broker.md "Duplicate suppression")
   preConnect: (client, _packet, callback) => {
     disableHighWaterDedupe(client);
-    // deliveries free their routing slot when written (broker/src/deliver.ts), unless MQTT_PROMPT_DELIVERY=false
-    if (process.env.MQTT_PROMPT_DELIVERY !== "false") installPromptDelivery(client);
+    // deliveries free their routing slot when written (broker/src/deliver.ts) with MQTT_PROMPT_DELIVERY=true
+    if (process.env.MQTT_PROMPT_DELIVERY === "true") installPromptDelivery(client);
     callback(null, true);
   },
   authorizeForward: (client, packet) => (isDuplicate(client, packet) ? null : packet),
