@@ -5,6 +5,9 @@
  * process's growth, then how fast the queue is replayed when the session comes back, and in how many
  * event-loop turns (Aedes's own replay wrote one queued message per turn; the broker's writes up to 256 —
  * broker/src/replay.ts, docs/broker.md "Durability"). The receiver is an MQTT.js client in this process.
+ * With BENCH_LOAD=K, K more clients (in this process) publish a QoS 1 reading a second each to topics the
+ * session also takes, from 2 s before it comes back until its queue is replayed: the replay under live
+ * traffic, as when ingest restarts while the fleet publishes.
  * Usage: flock /tmp/bench.lock npm run bench:queue [-- N]   (default 200,000, MQTT_MAX_QUEUED_MESSAGES_SERVICE)
  */
 import { mkdtemp, rm } from "node:fs/promises";
@@ -66,6 +69,24 @@ console.log(
     `process grew ${((after.rss - before.rss) / 1e6).toFixed(1)} MB`,
 );
 
+// live traffic (BENCH_LOAD): K clients, one QoS 1 reading a second each, 4-byte payloads
+const LOAD = Number(process.env.BENCH_LOAD ?? 0);
+const live = await Promise.all(Array.from({ length: LOAD }, (_, i) => connect({ clientId: `bench-live-${i}` })));
+let liveSent = 0;
+const liveTimers = live.map((c, i) =>
+  setTimeout(() => {
+    const timer = setInterval(() => {
+      liveSent++;
+      c.publish(`LL/fridge/LIVE_${i}/telemetry`, "live", { qos: 1 });
+    }, 1000);
+    liveTimers[i] = timer;
+  }, (i * 1000) / Math.max(1, LOAD)),
+);
+if (LOAD > 0) {
+  await new Promise((r) => setTimeout(r, 2000));
+  console.log(`live load: ${LOAD} clients at 1 reading/s each`);
+}
+
 let turns = 0;
 let counting = true;
 const tick = () => {
@@ -73,19 +94,26 @@ const tick = () => {
   if (counting) setImmediate(tick);
 };
 let got = 0;
+let liveGot = 0;
+const liveSentBefore = liveSent;
 const t0 = performance.now();
 setImmediate(tick);
 const back = mqtt.connect(url, { clientId: "bench-ingest", clean: false, reconnectPeriod: 0 });
 await new Promise<void>((resolve) =>
-  back.on("message", () => {
-    if (++got === N) resolve();
+  back.on("message", (_topic, payload) => {
+    if (payload.length !== 250) liveGot++;
+    else if (++got === N) resolve();
   }),
 );
 counting = false;
 const ms = performance.now() - t0;
 console.log(
-  `replayed ${N} in ${(ms / 1000).toFixed(2)} s (${Math.round((N / ms) * 1000)} msg/s) over ${turns} event-loop turns (${(N / turns).toFixed(2)} per turn)`,
+  `replayed ${N} in ${(ms / 1000).toFixed(2)} s (${Math.round((N / ms) * 1000)} msg/s) over ${turns} event-loop turns (${(N / turns).toFixed(2)} per turn)` +
+    (LOAD > 0 ? `; meanwhile ${liveSent - liveSentBefore} live readings sent, ${liveGot} received by the session` : ""),
 );
+for (const t of liveTimers) clearTimeout(t);
+for (const t of liveTimers) clearInterval(t);
+await Promise.all(live.map((c) => c.endAsync()));
 await back.endAsync();
 await publisher.endAsync();
 await broker.stop();
