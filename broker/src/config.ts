@@ -65,7 +65,7 @@ export const BrokerConfigSchema = z.object({
     true,
     "gather the packets written to a TCP/TLS connection in one event-loop turn into one system call (off = one per packet, Aedes's own behaviour)",
   ),
-  // off: with it on, 10,000 devices took longer to connect in bench:e2e (docs/broker.md, "Routing slots")
+  // off: with it on, 10,000 devices took longer to connect in bench:e2e (docs/broker.md, "Routing slots freed when written")
   MQTT_PROMPT_DELIVERY: env.bool(
     false,
     "a delivery frees its routing slot as soon as its packet is written, not two event-loop turns later as in Aedes (less CPU per message; slower connection storms)",

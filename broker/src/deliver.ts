@@ -7,7 +7,7 @@ const mqttPacket = require("mqtt-packet") as { writeToStream(packet: object, str
 
 /**
  * Deliveries that give their routing slot back when the packet is written, not two event-loop turns later
- * (docs/broker.md, "Routing slots").
+ * (docs/broker.md, "Routing slots freed when written").
  *
  * Aedes routes at most `concurrency` messages at once; a message keeps its slot until every matching
  * subscriber's delivery has called back. Aedes 1.2's deliveries (`lib/client.js` `deliverQoS`/`deliver0`)
@@ -16,8 +16,8 @@ const mqttPacket = require("mqtt-packet") as { writeToStream(packet: object, str
  * `concurrency / 2` messages per turn, however much CPU is free. Under load a turn of the broker takes tens
  * of milliseconds or more (10,000 device sockets read per second, GC), and at 1,000 slots and 10,500
  * messages a second a turn must stay under ~48 ms or the routing backlog grows — and with it the GC and
- * the turn: in bench:e2e runs whose backlog never drained the router committed ~5,000 msg/s with the
- * broker at 90 % of a core and the turn at its worst 0.7–2.4 s.
+ * the turn. That was the suspect for bench:e2e runs whose backlog never drained (~5,000 msg/s committed,
+ * the broker at 90 % of a core, its worst turn 0.7–2.4 s); removing the bound did not cure them (below).
  *
  * These are the same functions, step for step — no-local, the duplicate check, `authorizeForward`, the
  * packet copy and its identifier, the downgrade to the subscription's QoS, `outgoingUpdate` for a
