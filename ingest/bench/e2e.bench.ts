@@ -27,6 +27,7 @@ import { Registry } from "prom-client";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { watchGc } from "@esp-fleet/common/gc-watch";
 import { silentLogger } from "@esp-fleet/common/logger";
+import { errorMessage } from "@esp-fleet/common/errors";
 import { migrate, openDb } from "@esp-fleet/db";
 import { createIngest } from "../src/index.ts";
 
@@ -133,6 +134,14 @@ function child(
 }
 
 const db0 = await createTestDatabase("benche2e");
+// a failed or interrupted run drops its database too (each run's is a few hundred MB)
+const abandon = async (code: number) => {
+  cleanup();
+  await db0.drop().catch(() => {});
+  process.exit(code);
+};
+process.once("SIGINT", () => void abandon(130));
+process.once("SIGTERM", () => void abandon(143));
 const db = await openDb({ databaseUrl: db0.url, dataDir: "/nonexistent", logger, poolMax: 4 });
 await migrate(db, { logger });
 // the broker child's settings that differ from its defaults (device-emulator/bench/broker-child.ts)
@@ -372,7 +381,9 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
   c.once("exit", (code) => code && reject(new Error(`emulator exited with ${code}`)));
 }).catch(async (e: unknown) => {
   await stopChildren();
-  throw e;
+  console.error(`bench:e2e failed: ${errorMessage(e)}`);
+  await abandon(1);
+  throw e; // not reached
 });
 
 const telemetryRows = async () =>
