@@ -74,13 +74,16 @@ const LOAD = Number(process.env.BENCH_LOAD ?? 0);
 const live = await Promise.all(Array.from({ length: LOAD }, (_, i) => connect({ clientId: `bench-live-${i}` })));
 let liveSent = 0;
 const liveTimers = live.map((c, i) =>
-  setTimeout(() => {
-    const timer = setInterval(() => {
-      liveSent++;
-      c.publish(`LL/fridge/LIVE_${i}/telemetry`, "live", { qos: 1 });
-    }, 1000);
-    liveTimers[i] = timer;
-  }, (i * 1000) / Math.max(1, LOAD)),
+  setTimeout(
+    () => {
+      const timer = setInterval(() => {
+        liveSent++;
+        c.publish(`LL/fridge/LIVE_${i}/telemetry`, "live", { qos: 1 });
+      }, 1000);
+      liveTimers[i] = timer;
+    },
+    (i * 1000) / Math.max(1, LOAD),
+  ),
 );
 if (LOAD > 0) {
   await new Promise((r) => setTimeout(r, 2000));

@@ -54,7 +54,7 @@ interface ReplayPersistence {
 }
 
 export interface ReplayOptions {
-  /** packets written per event-loop turn at most (default 256) */
+  /** queue entries handled per event-loop turn at most (default 256) */
   batch?: number;
   /** called when a replay ends, with the number of packets written and how long it took */
   onReplayed?: (clientId: string, written: number, ms: number) => void;
@@ -103,8 +103,9 @@ export function installBatchedReplay(aedes: Aedes, store: object, opts: ReplayOp
     let thisTurn = 0;
     for await (const queued of queueOf(client) as AsyncIterable<ReplayPacket>) {
       if (!live(client)) break; // the rest stays queued for the next connect
-      if (thisTurn >= batch) {
-        thisTurn = 0;
+      // every entry counts toward the turn's batch, refused ones too (each costs a persistence call)
+      if (++thisTurn > batch) {
+        thisTurn = 1;
         await nextTurn();
         if (!live(client)) break;
       }
@@ -122,7 +123,6 @@ export function installBatchedReplay(aedes: Aedes, store: object, opts: ReplayOp
       }
       if (!live(client)) break;
       written++;
-      thisTurn++;
       if (!mqttPacket.writeToStream(packet, client.conn) && live(client)) {
         thisTurn = 0;
         if (await drained(client)) break; // drain timeout or closed: the rest stays queued

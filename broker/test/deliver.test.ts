@@ -1,15 +1,8 @@
-import type { MqttClient } from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { waitFor } from "@esp-fleet/common/testing";
-import { closeClient, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
+import { closedAfterEach, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
 
-const clients: MqttClient[] = [];
-let handle: TestBrokerHandle | undefined;
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map(closeClient));
-  await handle?.close();
-  handle = undefined;
-});
+const { clients, brokers } = closedAfterEach();
 
 interface AedesClient {
   deliverQoS(packet: object, cb: () => void): void;
@@ -17,12 +10,11 @@ interface AedesClient {
 
 /** Deliver one message to a connected subscriber through Aedes's client object, as the router does; true
  * when its callback (which frees the routing slot) came before the next event-loop turn. */
-async function freedInTheSameTurn(b: TestBrokerHandle, clientId: string, packet: object): Promise<boolean> {
+function freedInTheSameTurn(b: TestBrokerHandle, clientId: string, packet: object): Promise<boolean> {
   const client = (b.broker.aedes as unknown as { clients: Record<string, AedesClient> }).clients[clientId]!;
   let turned = false;
   setImmediate(() => (turned = true));
-  const freed = await new Promise<boolean>((resolve) => client.deliverQoS(packet, () => resolve(!turned)));
-  return freed;
+  return new Promise((resolve) => client.deliverQoS(packet, () => resolve(!turned)));
 }
 
 const message = (n: number, qos: 0 | 1) => ({
@@ -42,7 +34,7 @@ describe.each([
 ])("MQTT_PROMPT_DELIVERY %s (deliver.ts)", (_name, env, prompt) => {
   it(`a delivery frees its routing slot ${prompt ? "in the turn it is written" : "turns later"}, and the subscriber gets it`, async () => {
     const b = await startBroker({ MQTT_ANONYMOUS: "full", ...env });
-    handle = b;
+    brokers.push(b);
     const got: string[] = [];
     const persistent = await connect(b.url, { clientId: "persistent", clean: false });
     const clean = await connect(b.url, { clientId: "clean", clean: true });
@@ -68,9 +60,12 @@ describe("prompt delivery keeps Aedes's rules", () => {
       MQTT_MAX_QUEUED_MESSAGES: "0",
       MQTT_PROMPT_DELIVERY: "true",
     });
-    handle = b;
+    brokers.push(b);
     const got = new Map<string, string[]>();
-    for (const [id, clean] of [["p", false], ["c", true]] as const) {
+    for (const [id, clean] of [
+      ["p", false],
+      ["c", true],
+    ] as const) {
       const s = await connect(b.url, { clientId: id, clean });
       clients.push(s);
       got.set(id, []);

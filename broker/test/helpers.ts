@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { afterEach } from "vitest";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { createBroker, type BrokerService } from "../src/broker.ts";
 import { loadBrokerConfig } from "../src/config.ts";
@@ -58,3 +59,13 @@ export function connect(url: string, opts: IClientOptions = {}): Promise<MqttCli
 }
 
 export const closeClient = (c: MqttClient | undefined) => (c ? c.endAsync(true) : Promise.resolve());
+
+/** For a test file: the clients and brokers its tests open, closed after each test. */
+export function closedAfterEach(): { clients: MqttClient[]; brokers: TestBrokerHandle[] } {
+  const opened = { clients: [] as MqttClient[], brokers: [] as TestBrokerHandle[] };
+  afterEach(async () => {
+    await Promise.all(opened.clients.splice(0).map(closeClient));
+    for (const b of opened.brokers.splice(0)) await b.close();
+  });
+  return opened;
+}

@@ -1,17 +1,10 @@
 import { connect as netConnect } from "node:net";
 import mqttPacket from "mqtt-packet";
-import type { MqttClient } from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { waitFor } from "@esp-fleet/common/testing";
-import { closeClient, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
+import { closedAfterEach, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
 
-const clients: MqttClient[] = [];
-let handle: TestBrokerHandle | undefined;
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map(closeClient));
-  await handle?.close();
-  handle = undefined;
-});
+const { clients, brokers } = closedAfterEach();
 
 const N = 5_000;
 const ID = "replay-sub";
@@ -20,7 +13,7 @@ const ID = "replay-sub";
 async function queued(): Promise<TestBrokerHandle> {
   // no bound on the offline queue (a device session holds 1,000 by default)
   const b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_MAX_QUEUED_MESSAGES: "0" });
-  handle = b;
+  brokers.push(b);
   const sub = await connect(b.url, { clientId: ID, clean: false });
   await sub.subscribeAsync("q/#", { qos: 1 });
   await sub.endAsync();
