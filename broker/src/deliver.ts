@@ -33,7 +33,7 @@ const mqttPacket = require("mqtt-packet") as { writeToStream(packet: object, str
  * or restored (Aedes binds a subscription to the client's delivery function when it subscribes). Returns
  * false, and leaves the client alone, when it does not have the two functions (another Aedes version).
  *
- * Off by default, as measured: 7–10 % less broker CPU per QoS 1 message in bench:broker, but in bench:e2e
+ * Off by default, as measured: 4–14 % less broker CPU per QoS 1 message in bench:broker, but in bench:e2e
  * the fleet of 10,000 devices took 46–72 s to reach its pace with it against 29–44 s without (3 runs each)
  * — with nothing pacing the router any more, one turn can route thousands of messages, and connections wait
  * behind them (docs/benchmarks.md, "End to end, ninth session").
