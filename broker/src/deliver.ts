@@ -17,7 +17,8 @@ const mqttPacket = require("mqtt-packet") as { writeToStream(packet: object, str
  * of milliseconds or more (10,000 device sockets read per second, GC), and at 1,000 slots and 10,500
  * messages a second a turn must stay under ~48 ms or the routing backlog grows — and with it the GC and
  * the turn. That was the suspect for bench:e2e runs whose backlog never drained (~5,000 msg/s committed,
- * the broker at 90 % of a core, its worst turn 0.7–2.4 s); removing the bound did not cure them (below).
+ * the broker at 90 % of a core, its worst turn per 10 s 0.5–2.4 s); removing the bound did not cure them
+ * (below).
  *
  * These are the same functions, step for step — no-local, the duplicate check, `authorizeForward`, the
  * packet copy and its identifier, the downgrade to the subscription's QoS, `outgoingUpdate` for a
