@@ -114,8 +114,7 @@ console.log(
   `replayed ${N} in ${(ms / 1000).toFixed(2)} s (${Math.round((N / ms) * 1000)} msg/s) over ${turns} event-loop turns (${(N / turns).toFixed(2)} per turn)` +
     (LOAD > 0 ? `; meanwhile ${liveSent - liveSentBefore} live readings sent, ${liveGot} received by the session` : ""),
 );
-for (const t of liveTimers) clearTimeout(t);
-for (const t of liveTimers) clearInterval(t);
+for (const t of liveTimers) clearInterval(t); // a timeout not yet fired, or the interval it started
 await Promise.all(live.map((c) => c.endAsync()));
 await back.endAsync();
 await publisher.endAsync();
