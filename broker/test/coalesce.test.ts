@@ -2,6 +2,7 @@ import { Writable } from "node:stream";
 import { connect as netConnect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import mqttPacket from "mqtt-packet";
+import type { MqttClient } from "mqtt";
 import { coalesceWrites, raiseWriteHighWater } from "../src/coalesce.ts";
 import { closeClient, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
 
@@ -100,6 +101,21 @@ async function rawSubscriber(port: number, topic: string): Promise<{ bytes(): Bu
   return { bytes: () => Buffer.concat(chunks).subarray(header), sock };
 }
 
+/** `pub` publishes n QoS 1 messages of 200 bytes numbered 0…n-1 to `topic` back to back; the numbers `sub`
+ * received, in arrival order, once it has n (or after 30 s). */
+async function numberedBurst(pub: MqttClient, sub: MqttClient, topic: string, n: number): Promise<number[]> {
+  const got: number[] = [];
+  sub.on("message", (t, p) => t === topic && got.push(p.readUInt32BE(0)));
+  for (let i = 0; i < n; i++) {
+    const b = Buffer.alloc(200);
+    b.writeUInt32BE(i, 0);
+    pub.publish(topic, b, { qos: 1 });
+  }
+  const deadline = Date.now() + 30_000;
+  while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return got;
+}
+
 describe.each(["on", "off"])("broker with MQTT_COALESCE_WRITES=%s", (setting) => {
   let h: TestBrokerHandle;
   beforeAll(async () => {
@@ -130,21 +146,12 @@ describe.each(["on", "off"])("broker with MQTT_COALESCE_WRITES=%s", (setting) =>
   it("delivers QoS 1 in order with no loss to an MQTT.js subscriber", async () => {
     const sub = await connect(h.url, { clientId: "q1-sub" });
     await sub.subscribeAsync("q1/t", { qos: 1 });
-    const got: number[] = [];
-    sub.on("message", (_t, p) => got.push(p.readUInt32BE(0)));
     const pub = await connect(h.url, { clientId: "q1-pub" });
     const count = async (c: typeof h.broker.metrics.messagesIn) =>
       (await c.get()).values.find((v) => v.labels.qos === "1")?.value ?? 0;
     const [in0, out0] = [await count(h.broker.metrics.messagesIn), await count(h.broker.metrics.messagesOut)];
     const n = 5000;
-    for (let i = 0; i < n; i++) {
-      const b = Buffer.alloc(200);
-      b.writeUInt32BE(i, 0);
-      pub.publish("q1/t", b, { qos: 1 });
-    }
-    const deadline = Date.now() + 30_000;
-    while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(got).toEqual(Array.from({ length: n }, (_, i) => i));
+    expect(await numberedBurst(pub, sub, "q1/t", n)).toEqual(Array.from({ length: n }, (_, i) => i));
     // the per-QoS counters (bound to their label once) count every message in and out
     expect(await count(h.broker.metrics.messagesIn)).toBe(in0 + n);
     expect(await count(h.broker.metrics.messagesOut)).toBe(out0 + n);
@@ -161,7 +168,12 @@ describe.each([
 ])("broker with MQTT_WRITE_HIGH_WATER_KB=%s", (kb, waits) => {
   let h: TestBrokerHandle;
   beforeAll(async () => {
-    h = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_WS_ENABLED: "off", MQTT_CONCURRENCY: "1000", MQTT_WRITE_HIGH_WATER_KB: kb });
+    h = await startBroker({
+      MQTT_ANONYMOUS: "full",
+      MQTT_WS_ENABLED: "off",
+      MQTT_CONCURRENCY: "1000",
+      MQTT_WRITE_HIGH_WATER_KB: kb,
+    });
   });
   afterAll(async () => {
     await h?.close();
@@ -170,18 +182,9 @@ describe.each([
   it(`delivers a QoS 1 burst in order${waits ? ", its deliveries waiting for 'drain'" : " without waiting for 'drain'"}`, async () => {
     const sub = await connect(h.url, { clientId: `hw-sub-${kb}`, clean: false });
     await sub.subscribeAsync("hw/t", { qos: 1 });
-    const got: number[] = [];
-    sub.on("message", (_t, p) => got.push(p.readUInt32BE(0)));
     const pub = await connect(h.url, { clientId: `hw-pub-${kb}` });
     const n = 3000;
-    for (let i = 0; i < n; i++) {
-      const b = Buffer.alloc(200);
-      b.writeUInt32BE(i, 0);
-      pub.publish("hw/t", b, { qos: 1 });
-    }
-    const deadline = Date.now() + 30_000;
-    while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(got).toEqual(Array.from({ length: n }, (_, i) => i));
+    expect(await numberedBurst(pub, sub, "hw/t", n)).toEqual(Array.from({ length: n }, (_, i) => i));
     const drainWaits = (await h.broker.metrics.drainWaits.get()).values[0]?.value ?? 0;
     if (waits) expect(drainWaits).toBeGreaterThan(0);
     else expect(drainWaits).toBe(0);
