@@ -20,6 +20,7 @@ import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { installBatchedReplay } from "./replay.ts";
 import { installPromptDelivery } from "./deliver.ts";
+import { skipIdentifiersInUse } from "./packet-ids.ts";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
@@ -132,6 +133,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // MQTT_PROMPT_DELIVERY: deliveries free their routing slot when written, not two turns later
       // (deliver.ts); before any subscription binds the client's delivery functions
       if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
+      // new deliveries skip the packet identifiers the session's unacknowledged messages hold (packet-ids.ts)
+      if (backend.idInUse) skipIdentifiersInUse(client, backend.idInUse);
       countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);
     },

@@ -190,6 +190,11 @@ export class OutgoingIndex {
     return this.#queues.get(clientId)?.length ?? 0;
   }
 
+  /** Whether a message in the session's queue holds this packet identifier (sent, not yet acknowledged). */
+  holdsId(clientId: string, messageId: number): boolean {
+    return this.#queues.get(clientId)?.byMessageId.has(messageId) ?? false;
+  }
+
   /** Take over the outgoing-queue methods of an aedes-persistence in-memory instance (nothing queued yet). */
   install(persistence: OutgoingPersistence): void {
     persistence.outgoingEnqueue = async (sub, packet) => this.enqueue(sub.clientId, packet);

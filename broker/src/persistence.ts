@@ -30,6 +30,9 @@ export interface Backend {
   queueLength(clientId: string): Promise<number>;
   /** how many retained messages are held, when the backend knows without scanning (the in-memory index) */
   retainedCount?(): number;
+  /** whether a message queued for the session holds this packet identifier, when the backend knows without
+   * I/O (the in-memory queues; packet-ids.ts) */
+  idInUse?(clientId: string, messageId: number): boolean;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -66,6 +69,7 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
       mq: undefined,
       queueLength: async (id) => outgoing.length(id),
       retainedCount: () => retained.size,
+      idInUse: (id, messageId) => outgoing.holdsId(id, messageId),
       ping: async () => {},
       close: async () => {},
     };

@@ -1,0 +1,40 @@
+/**
+ * Packet identifiers that are free (docs/broker.md, "Packet identifiers in use").
+ *
+ * Aedes 1.2 numbers a connection's QoS 1/2 deliveries from a counter that starts at a random number and
+ * wraps at 65,535 (`lib/qos-packet.js`), without looking at the identifiers the session already uses. A
+ * persistent session that reconnects still holds its unacknowledged messages under the identifiers they
+ * were sent with (the replay sends them again with those, as MQTT 3.1.1 §4.4 asks), so the new
+ * connection's live deliveries can take the same identifiers — by chance with a few in flight, almost
+ * surely with tens of thousands (ingest acknowledges a batch at a time). MQTT 3.1.1 §2.3.1 forbids that,
+ * and the queue shows why: a PUBACK names only an identifier, the session queue removes the oldest
+ * message holding it, and that is the *old* message, never acknowledged, which is then not delivered
+ * again — a reading lost after its device got its PUBACK. (Found in bench:e2e, reproduced in
+ * broker/test/packet-ids.test.ts.)
+ *
+ * Here the client's counter skips every identifier its session queue holds: `_nextId` becomes an
+ * accessor whose read moves past identifiers in use (at most once round the 65,535). When all are in use
+ * it gives the next one anyway, as before (Aedes has no flow control for MQTT 3.1.1 to wait with).
+ * Installed per client in `preConnect` by the broker (and the bench's broker child) when the backend can
+ * answer "in use?" without I/O — the in-memory session queues (outgoing-index.ts). Returns false, and
+ * leaves the client alone, when it has no numeric `_nextId` (another Aedes version).
+ */
+export function skipIdentifiersInUse(client: object, inUse: (clientId: string, messageId: number) => boolean): boolean {
+  const c = client as { id?: string; _nextId?: unknown };
+  if (typeof c._nextId !== "number") return false;
+  let next = c._nextId;
+  Object.defineProperty(c, "_nextId", {
+    configurable: true,
+    enumerable: true,
+    get(): number {
+      const id = c.id;
+      if (id === undefined) return next;
+      for (let i = 0; i < 65535 && inUse(id, next); i++) next = next >= 65535 ? 1 : next + 1;
+      return next;
+    },
+    set(v: number) {
+      next = v;
+    },
+  });
+  return true;
+}
