@@ -134,7 +134,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // (deliver.ts); before any subscription binds the client's delivery functions
       if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
       // new deliveries skip the packet identifiers the session's unacknowledged messages hold (packet-ids.ts)
-      if (backend.idInUse) skipIdentifiersInUse(client, backend.idInUse);
+      if (backend.idsInUse) skipIdentifiersInUse(client, backend.idsInUse);
       countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);
     },

@@ -195,6 +195,11 @@ export class OutgoingIndex {
     return this.#queues.get(clientId)?.byMessageId.has(messageId) ?? false;
   }
 
+  /** How many distinct packet identifiers the session's queued messages hold. */
+  idsHeld(clientId: string): number {
+    return this.#queues.get(clientId)?.byMessageId.size ?? 0;
+  }
+
   /** Take over the outgoing-queue methods of an aedes-persistence in-memory instance (nothing queued yet). */
   install(persistence: OutgoingPersistence): void {
     persistence.outgoingEnqueue = async (sub, packet) => this.enqueue(sub.clientId, packet);

@@ -13,13 +13,22 @@
  * broker/test/packet-ids.test.ts.)
  *
  * Here the client's counter skips every identifier its session queue holds: `_nextId` becomes an
- * accessor whose read moves past identifiers in use (at most once round the 65,535). When all are in use
- * it gives the next one anyway, as before (Aedes has no flow control for MQTT 3.1.1 to wait with).
+ * accessor whose read moves past identifiers in use. The pointer only moves forward, so with few
+ * identifiers in use a read costs one or two lookups, amortised; when all 65,535 are in use it gives the
+ * next one anyway, as before, without scanning (Aedes has no flow control for MQTT 3.1.1 to wait with).
  * Installed per client in `preConnect` by the broker (and the bench's broker child) when the backend can
  * answer "in use?" without I/O — the in-memory session queues (outgoing-index.ts). Returns false, and
  * leaves the client alone, when it has no numeric `_nextId` (another Aedes version).
  */
-export function skipIdentifiersInUse(client: object, inUse: (clientId: string, messageId: number) => boolean): boolean {
+/** What the session queue knows about its packet identifiers, without I/O. */
+export interface IdentifiersInUse {
+  /** whether a message queued for the session holds this identifier */
+  holds(clientId: string, messageId: number): boolean;
+  /** how many distinct identifiers its messages hold */
+  count(clientId: string): number;
+}
+
+export function skipIdentifiersInUse(client: object, inUse: IdentifiersInUse): boolean {
   const c = client as { id?: string; _nextId?: unknown };
   if (typeof c._nextId !== "number") return false;
   let next = c._nextId;
@@ -28,8 +37,9 @@ export function skipIdentifiersInUse(client: object, inUse: (clientId: string, m
     enumerable: true,
     get(): number {
       const id = c.id;
-      if (id === undefined) return next;
-      for (let i = 0; i < 65535 && inUse(id, next); i++) next = next >= 65535 ? 1 : next + 1;
+      // all taken: no scan (it would be 65,535 lookups per delivery while the session stays full)
+      if (id === undefined || inUse.count(id) >= 65535) return next;
+      for (let i = 0; i < 65535 && inUse.holds(id, next); i++) next = next >= 65535 ? 1 : next + 1;
       return next;
     },
     set(v: number) {

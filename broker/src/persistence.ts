@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import type { Logger } from "@esp-fleet/common/logger";
 import { cacheSubscriptionsByTopic, type SubscriptionStore } from "./match-cache.ts";
 import { OutgoingIndex, type OutgoingPersistence } from "./outgoing-index.ts";
+import type { IdentifiersInUse } from "./packet-ids.ts";
 import { RetainedIndex } from "./retained-index.ts";
 
 const require = createRequire(import.meta.url);
@@ -30,9 +31,9 @@ export interface Backend {
   queueLength(clientId: string): Promise<number>;
   /** how many retained messages are held, when the backend knows without scanning (the in-memory index) */
   retainedCount?(): number;
-  /** whether a message queued for the session holds this packet identifier, when the backend knows without
-   * I/O (the in-memory queues; packet-ids.ts) */
-  idInUse?(clientId: string, messageId: number): boolean;
+  /** the packet identifiers the session queues hold, when the backend knows without I/O (the in-memory
+   * queues; packet-ids.ts) */
+  idsInUse?: IdentifiersInUse;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -69,7 +70,7 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
       mq: undefined,
       queueLength: async (id) => outgoing.length(id),
       retainedCount: () => retained.size,
-      idInUse: (id, messageId) => outgoing.holdsId(id, messageId),
+      idsInUse: { holds: (id, messageId) => outgoing.holdsId(id, messageId), count: (id) => outgoing.idsHeld(id) },
       ping: async () => {},
       close: async () => {},
     };

@@ -34,7 +34,8 @@ describe("packet identifiers of a persistent session (packet-ids.ts)", () => {
   it("the counter moves past identifiers in use, wraps at 65,535, and gives one when all are taken", () => {
     const used = new Set([7, 8, 10, 65535, 1]);
     const client = { id: "s", _nextId: 7 };
-    expect(skipIdentifiersInUse(client, (id, m) => id === "s" && used.has(m))).toBe(true);
+    const inUse = (ids: Set<number>) => ({ holds: (_: string, m: number) => ids.has(m), count: () => ids.size });
+    expect(skipIdentifiersInUse(client, inUse(used))).toBe(true);
     // the packet copy Aedes makes for a delivery reads and advances the counter as QoSPacket does
     const next = () => qosPacket({ cmd: "publish", topic: "t", qos: 1, retain: false }, client, {}).messageId;
     expect([next(), next(), next()]).toEqual([9, 11, 12]);
@@ -42,11 +43,17 @@ describe("packet identifiers of a persistent session (packet-ids.ts)", () => {
     expect([next(), next()]).toEqual([65534, 2]);
     // a message that has its identifier (a replayed one) keeps it
     expect(qosPacket({ cmd: "publish", topic: "t", qos: 1, messageId: 7 }, client, {}).messageId).toBe(7);
-    // all 65,535 in use: the next one anyway (the loop ends)
+    // all 65,535 in use: the next one anyway, without looking at any
     const full = { id: "f", _nextId: 100 };
-    skipIdentifiersInUse(full, () => true);
+    let lookups = 0;
+    skipIdentifiersInUse(full, { holds: () => (lookups++, true), count: () => 65535 });
     expect(full._nextId).toBe(100);
-    expect(skipIdentifiersInUse({ id: "x" }, () => false)).toBe(false);
+    expect(lookups).toBe(0);
+    // one left free: found
+    const nearlyFull = { id: "n", _nextId: 100 };
+    skipIdentifiersInUse(nearlyFull, { holds: (_, m) => m !== 99, count: () => 65534 });
+    expect(nearlyFull._nextId).toBe(99);
+    expect(skipIdentifiersInUse({ id: "x" }, inUse(new Set()))).toBe(false);
   });
 
   it("a returning session's new deliveries never take an identifier its unacknowledged messages hold", async () => {

@@ -36,7 +36,7 @@ const aedes = await Aedes.createBroker({
     // deliveries free their routing slot when written (broker/src/deliver.ts) with MQTT_PROMPT_DELIVERY=true
     if (process.env.MQTT_PROMPT_DELIVERY === "true") installPromptDelivery(client);
     // new deliveries skip the packet identifiers the session's unacknowledged messages hold (broker/src/packet-ids.ts)
-    if (backend.idInUse) skipIdentifiersInUse(client, backend.idInUse);
+    if (backend.idsInUse) skipIdentifiersInUse(client, backend.idsInUse);
     callback(null, true);
   },
   authorizeForward: (client, packet) => (isDuplicate(client, packet) ? null : packet),

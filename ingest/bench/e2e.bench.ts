@@ -416,7 +416,7 @@ const gaps = (
 // a minute for PUBACKs; what is left is gone with the device's RAM: never confirmed to the device).
 const whereMissing = () => {
   const st = ingest.stats();
-  return `broker routing backlog ${brokerQueued}; ingest connected ${st.connected}, received ${st.received}, acknowledged ${st.acked}, pending ${st.pending}; devices offline at stop ${done.notOnline ?? "?"} (buffered readings ${done.buffered ?? "?"}), QoS 1 messages unacknowledged when their session closed ${done.unacked ?? "?"}, reconnects ${done.reconnects ?? "?"}`;
+  return `broker routing backlog ${brokerQueued}; ingest connected ${st.connected} (connections ${st.connects}), received ${st.received}, acknowledged ${st.acked}, pending ${st.pending}; devices offline at stop ${done.notOnline ?? "?"} (buffered readings ${done.buffered ?? "?"}), QoS 1 messages unacknowledged when their session closed ${done.unacked ?? "?"}, reconnects ${done.reconnects ?? "?"}`;
 };
 if (stored < (done.readings ?? 0)) {
   console.log(
@@ -467,7 +467,7 @@ console.log(
     `result: window ${(windowWall / 1000).toFixed(1)} s, messages committed ${windowCommitted} → ${Math.round(rate)} msg/s (emulator sent ${windowEnd.sent} in the window, ${windowEnd.readings} readings)`,
     `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms; per 10 s of the window (ms):`,
     ...sliceTable(),
-    `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored} (QoS 1 messages unacknowledged to their devices when the fleet stopped: ${done.unacked ?? "?"}), duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}`,
+    `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored} (QoS 1 messages unacknowledged to their devices when the fleet stopped: ${done.unacked ?? "?"}), duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}, ingest's broker connections ${s.connects}`,
     `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, PostgreSQL cpu ${pgCpuPct === undefined ? "n/a (not local)" : `${pgCpuPct.toFixed(0)} %`}, retries ${s.retries}`,
     `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores), of which stolen by the hypervisor ${machineStealPct.toFixed(0)} %`,
     `  load average after: ${loadavg()

@@ -63,6 +63,8 @@ export interface IngestStats {
   batches: number;
   retries: number;
   acked: number;
+  /** CONNACKs received: 1 after start, one more per reconnect */
+  connects: number;
   connected: boolean;
   dbHealthy: boolean;
   lastDbError: string | null;
@@ -120,6 +122,7 @@ export function createIngest(options: IngestOptions): IngestService {
     batches: 0,
     retries: 0,
     acked: 0,
+    connects: 0,
     connected: false,
     dbHealthy: true,
     lastDbError: null,
@@ -359,6 +362,7 @@ export function createIngest(options: IngestOptions): IngestService {
         });
       };
       c.on("connect", (connack) => {
+        stats.connects++;
         stats.connected = true;
         m.mqttUp.set(1);
         log.info(
