@@ -20,7 +20,7 @@ import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { installBatchedReplay } from "./replay.ts";
 import { installPromptDelivery } from "./deliver.ts";
-import { skipIdentifiersInUse } from "./packet-ids.ts";
+import { createIdentifierGate, skipIdentifiersInUse } from "./packet-ids.ts";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
@@ -109,6 +109,19 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   const serviceSessions = new Set<string>();
   const queueLimit = (clientId: string) =>
     serviceSessions.has(clientId) ? config.MQTT_MAX_QUEUED_MESSAGES_SERVICE : config.MQTT_MAX_QUEUED_MESSAGES;
+  let heldLogAt = 0;
+  const idGate =
+    backend.idsInUse &&
+    createIdentifierGate(backend.idsInUse, (clientId) => {
+      metrics.idsHeld.inc();
+      const now = Date.now();
+      if (now - heldLogAt < 10_000) return;
+      heldLogAt = now;
+      logger.warn(
+        { clientId },
+        "a persistent session holds nearly all 65,535 packet identifiers unacknowledged; its deliveries wait for PUBACKs",
+      );
+    });
   const aedes = new Aedes({
     ...(backend.mq ? { mq: backend.mq } : {}),
     persistence: backend.persistence,
@@ -133,8 +146,10 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // MQTT_PROMPT_DELIVERY: deliveries free their routing slot when written, not two turns later
       // (deliver.ts); before any subscription binds the client's delivery functions
       if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
-      // new deliveries skip the packet identifiers the session's unacknowledged messages hold (packet-ids.ts)
+      // new deliveries skip the packet identifiers the session's unacknowledged messages hold, and wait
+      // when it holds nearly all of them (packet-ids.ts)
       if (backend.idsInUse) skipIdentifiersInUse(client, backend.idsInUse);
+      idGate?.install(client);
       countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);
     },

@@ -95,6 +95,11 @@ export function createBrokerMetrics(registry: Registry) {
       help: "writes to a client that found its connection past MQTT_WRITE_HIGH_WATER_KB: each holds a routing slot until the socket drains",
       registers,
     }),
+    idsHeld: new Counter({
+      name: "broker_deliveries_held_for_packet_ids_total",
+      help: "QoS 1/2 deliveries that waited because their persistent session held nearly all 65,535 packet identifiers unacknowledged",
+      registers,
+    }),
     replayed: new Counter({
       name: "broker_session_queue_replayed_total",
       help: "queued messages written to persistent sessions at their reconnect",

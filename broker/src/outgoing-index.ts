@@ -150,6 +150,8 @@ export interface OutgoingPersistence {
 /** The session queues, with the five methods of aedes-persistence's in-memory store that use them. */
 export class OutgoingIndex {
   readonly #queues = new Map<string, SessionQueue>();
+  /** told the session whenever a PUBACK removes one of its messages (packet-ids.ts) */
+  onCleared: ((clientId: string) => void) | undefined;
 
   #queue(id: string): SessionQueue {
     let q = this.#queues.get(id);
@@ -179,6 +181,7 @@ export class OutgoingIndex {
     const node = q.firstWithId(messageId);
     if (!node) return undefined;
     q.remove(node);
+    this.onCleared?.(clientId);
     return node.packet;
   }
 

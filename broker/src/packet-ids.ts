@@ -26,9 +26,11 @@ export interface IdentifiersInUse {
   holds(clientId: string, messageId: number): boolean;
   /** how many distinct identifiers its messages hold */
   count(clientId: string): number;
+  /** call `listener` whenever a PUBACK (or PUBCOMP) removes a message from a session's queue */
+  onRelease(listener: (clientId: string) => void): void;
 }
 
-export function skipIdentifiersInUse(client: object, inUse: IdentifiersInUse): boolean {
+export function skipIdentifiersInUse(client: object, inUse: Pick<IdentifiersInUse, "holds" | "count">): boolean {
   const c = client as { id?: string; _nextId?: unknown };
   if (typeof c._nextId !== "number") return false;
   let next = c._nextId;
@@ -47,4 +49,58 @@ export function skipIdentifiersInUse(client: object, inUse: IdentifiersInUse): b
     },
   });
   return true;
+}
+
+type Callback = (err?: Error | null) => void;
+
+interface GatedClient {
+  id?: string;
+  clean: boolean;
+  closed: boolean;
+  conn: { once(event: "close", f: () => void): unknown };
+  deliverQoS(packet: { qos: number }, cb: Callback): void;
+}
+
+/** Identifiers kept back for deliveries already numbered but not yet in the queue's index, and for replays. */
+export const IDS_RESERVE = 1024;
+
+/**
+ * Flow control for a session whose unacknowledged messages hold (nearly) every packet identifier: with
+ * 65,535 − IDS_RESERVE held, its next QoS 1/2 deliveries wait — in order, each keeping its routing slot —
+ * until a PUBACK frees identifiers (`onRelease`), instead of taking identifiers in use. If the connection
+ * closes meanwhile, the waiting deliveries give their slots back unwritten: their messages are in the
+ * session's queue, and the next connection's replay sends them. Each delivery put on hold is counted
+ * through `onHold`. Install per client in `preConnect`, after anything else that replaces `deliverQoS`.
+ */
+export type IdentifierGate = ReturnType<typeof createIdentifierGate>;
+
+export function createIdentifierGate(inUse: IdentifiersInUse, onHold: (clientId: string) => void) {
+  const limit = 65535 - IDS_RESERVE;
+  const flushers = new Map<string, () => void>();
+  inUse.onRelease((clientId) => flushers.get(clientId)?.());
+  return {
+    install(client: object): boolean {
+      const c = client as GatedClient;
+      if (typeof c.deliverQoS !== "function") return false;
+      const deliver = c.deliverQoS;
+      const waiting: [packet: { qos: number }, cb: Callback][] = [];
+      const full = () => c.id !== undefined && inUse.count(c.id) >= limit;
+      const flush = (): void => {
+        while (waiting.length > 0 && (c.closed || !full())) {
+          const [packet, cb] = waiting.shift()!;
+          if (c.closed) cb();
+          else deliver.call(c, packet, cb);
+        }
+        if (waiting.length === 0 && c.id !== undefined && flushers.get(c.id) === flush) flushers.delete(c.id);
+      };
+      c.conn.once("close", () => setImmediate(flush));
+      c.deliverQoS = function gatedDeliverQoS(packet, cb) {
+        if (packet.qos === 0 || c.clean || (waiting.length === 0 && !full())) return deliver.call(c, packet, cb);
+        if (waiting.length === 0) flushers.set(c.id as string, flush);
+        waiting.push([packet, cb]);
+        onHold(c.id as string);
+      };
+      return true;
+    },
+  };
 }

@@ -70,7 +70,11 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
       mq: undefined,
       queueLength: async (id) => outgoing.length(id),
       retainedCount: () => retained.size,
-      idsInUse: { holds: (id, messageId) => outgoing.holdsId(id, messageId), count: (id) => outgoing.idsHeld(id) },
+      idsInUse: {
+        holds: (id, messageId) => outgoing.holdsId(id, messageId),
+        count: (id) => outgoing.idsHeld(id),
+        onRelease: (listener) => (outgoing.onCleared = listener),
+      },
       ping: async () => {},
       close: async () => {},
     };

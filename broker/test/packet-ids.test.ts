@@ -2,7 +2,8 @@ import { connect as netConnect, type Socket } from "node:net";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { describe, expect, it } from "vitest";
 import { waitFor } from "@esp-fleet/common/testing";
-import { skipIdentifiersInUse } from "../src/packet-ids.ts";
+import { EventEmitter } from "node:events";
+import { createIdentifierGate, IDS_RESERVE, skipIdentifiersInUse } from "../src/packet-ids.ts";
 import { qosPacket } from "../src/deliver.ts";
 import { closedAfterEach, connect, startBroker } from "./helpers.ts";
 
@@ -54,6 +55,50 @@ describe("packet identifiers of a persistent session (packet-ids.ts)", () => {
     skipIdentifiersInUse(nearlyFull, { holds: (_, m) => m !== 99, count: () => 65534 });
     expect(nearlyFull._nextId).toBe(99);
     expect(skipIdentifiersInUse({ id: "x" }, inUse(new Set()))).toBe(false);
+  });
+
+  it("deliveries wait while the session holds nearly every identifier, and go on, in order, as PUBACKs free them", async () => {
+    let held = 65535 - IDS_RESERVE;
+    let release: (id: string) => void = () => {};
+    const holds: string[] = [];
+    const gate = createIdentifierGate(
+      { holds: () => false, count: () => held, onRelease: (f) => (release = f) },
+      (id) => holds.push(id),
+    );
+    const delivered: string[] = [];
+    const slotsBack: string[] = [];
+    const conn = new EventEmitter();
+    const client = {
+      id: "s",
+      clean: false,
+      closed: false,
+      conn,
+      deliverQoS(p: { qos: number; topic: string }, cb: () => void) {
+        delivered.push(p.topic);
+        cb();
+      },
+    };
+    expect(gate.install(client)).toBe(true);
+    const send = (topic: string, qos = 1) => client.deliverQoS({ qos, topic }, () => slotsBack.push(topic));
+    send("a");
+    send("b");
+    send("zero", 0); // QoS 0 takes no identifier: never held
+    expect(delivered).toEqual(["zero"]);
+    expect(holds).toEqual(["s", "s"]);
+    held--;
+    release("s");
+    expect(delivered).toEqual(["zero", "a", "b"]);
+    // the gate is open again
+    send("c");
+    expect(delivered).toEqual(["zero", "a", "b", "c"]);
+    // held again, and the connection closes: the waiting give their slots back unwritten (the queue keeps them)
+    held = 65535;
+    send("d");
+    client.closed = true;
+    conn.emit("close");
+    await new Promise((r) => setImmediate(r));
+    expect(delivered).toEqual(["zero", "a", "b", "c"]);
+    expect(slotsBack).toEqual(["zero", "a", "b", "c", "d"]);
   });
 
   it("a returning session's new deliveries never take an identifier its unacknowledged messages hold", async () => {

@@ -18,13 +18,15 @@ import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
 import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
 import { installBatchedReplay } from "@esp-fleet/broker/replay";
 import { installPromptDelivery } from "@esp-fleet/broker/deliver";
-import { skipIdentifiersInUse } from "@esp-fleet/broker/packet-ids";
+import { createIdentifierGate, skipIdentifiersInUse } from "@esp-fleet/broker/packet-ids";
 import { createBackend } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { watchGc } from "@esp-fleet/common/gc-watch";
 
 const backend = await createBackend(undefined, silentLogger());
+let heldForIds = 0;
+const idGate = backend.idsInUse && createIdentifierGate(backend.idsInUse, () => heldForIds++);
 const aedes = await Aedes.createBroker({
   drainTimeout: Number(process.env.MQTT_DRAIN_TIMEOUT_MS ?? 5000),
   concurrency: Number(process.env.MQTT_CONCURRENCY ?? 1000),
@@ -37,6 +39,7 @@ const aedes = await Aedes.createBroker({
     if (process.env.MQTT_PROMPT_DELIVERY === "true") installPromptDelivery(client);
     // new deliveries skip the packet identifiers the session's unacknowledged messages hold (broker/src/packet-ids.ts)
     if (backend.idsInUse) skipIdentifiersInUse(client, backend.idsInUse);
+    idGate?.install(client);
     callback(null, true);
   },
   authorizeForward: (client, packet) => (isDuplicate(client, packet) ? null : packet),
@@ -106,6 +109,7 @@ setInterval(() => {
       outBufMax,
       needDrain,
       drainWaits,
+      heldForIds,
     })}\n`,
   );
   loopDelay.reset();
