@@ -112,15 +112,24 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   let heldLogAt = 0;
   const idGate =
     backend.idsInUse &&
-    createIdentifierGate(backend.idsInUse, (clientId) => {
-      metrics.idsHeld.inc();
-      const now = Date.now();
-      if (now - heldLogAt < 10_000) return;
-      heldLogAt = now;
-      logger.warn(
-        { clientId },
-        "a persistent session holds nearly all 65,535 packet identifiers unacknowledged; its deliveries wait for PUBACKs",
-      );
+    createIdentifierGate(backend.idsInUse, {
+      holdTimeoutMs: config.MQTT_DRAIN_TIMEOUT_MS,
+      onHold(clientId) {
+        metrics.idsHeld.inc();
+        const now = Date.now();
+        if (now - heldLogAt < 10_000) return;
+        heldLogAt = now;
+        logger.warn(
+          { clientId },
+          "a persistent session holds nearly all 65,535 packet identifiers unacknowledged; its deliveries wait for PUBACKs",
+        );
+      },
+      onTimeout(clientId) {
+        logger.warn(
+          { clientId, ms: config.MQTT_DRAIN_TIMEOUT_MS },
+          "no packet identifier released in time: client disconnected, its queue is kept for its return",
+        );
+      },
     });
   const aedes = new Aedes({
     ...(backend.mq ? { mq: backend.mq } : {}),

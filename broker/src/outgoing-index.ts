@@ -209,7 +209,13 @@ export class OutgoingIndex {
     persistence.outgoingEnqueueCombi = async (subs, packet) => {
       for (const s of subs) this.enqueue(s.clientId, packet);
     };
-    persistence.outgoingUpdate = async (client, packet) => this.update(client.id, packet);
+    persistence.outgoingUpdate = async (client, packet) => {
+      // A delivery that runs after its connection closed (it waited for a turn or for 'drain') must not
+      // number the queued message: the next connection's replay may already have passed it, and the
+      // identifier would stay held until the one after (packet-ids.ts). Aedes then counts a write error.
+      if ((client as { closed?: boolean }).closed) throw new Error("connection closed");
+      this.update(client.id, packet);
+    };
     persistence.outgoingClearMessageId = async (client, packet) => this.clear(client.id, packet.messageId);
     persistence.outgoingStream = (client) => Readable.from(this.packets(client.id));
   }

@@ -56,8 +56,7 @@ type Callback = (err?: Error | null) => void;
 interface GatedClient {
   id?: string;
   clean: boolean;
-  closed: boolean;
-  conn: { once(event: "close", f: () => void): unknown };
+  conn: { once(event: "close", f: () => void): unknown; destroy(err?: Error): void };
   deliverQoS(packet: { qos: number }, cb: Callback): void;
 }
 
@@ -69,12 +68,24 @@ export const IDS_RESERVE = 1024;
  * 65,535 − IDS_RESERVE held, its next QoS 1/2 deliveries wait — in order, each keeping its routing slot —
  * until a PUBACK frees identifiers (`onRelease`), instead of taking identifiers in use. If the connection
  * closes meanwhile, the waiting deliveries give their slots back unwritten: their messages are in the
- * session's queue, and the next connection's replay sends them. Each delivery put on hold is counted
- * through `onHold`. Install per client in `preConnect`, after anything else that replaces `deliverQoS`.
+ * session's queue, and the next connection's replay sends them. If no PUBACK frees one within
+ * `holdTimeoutMs`, the connection is closed (and so the same). Install per client in `preConnect`, after
+ * anything else that replaces `deliverQoS`.
  */
 export type IdentifierGate = ReturnType<typeof createIdentifierGate>;
 
-export function createIdentifierGate(inUse: IdentifiersInUse, onHold: (clientId: string) => void) {
+export interface IdentifierGateOptions {
+  /** called for each delivery put on hold */
+  onHold(clientId: string): void;
+  /** A session whose held deliveries see no PUBACK free an identifier for this long is disconnected, as
+   * Aedes drops a client that does not drain (MQTT_DRAIN_TIMEOUT_MS): its queue keeps everything, and
+   * the next connection's replay sends it. */
+  holdTimeoutMs: number;
+  /** called when a session is disconnected for that */
+  onTimeout(clientId: string): void;
+}
+
+export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGateOptions) {
   const limit = 65535 - IDS_RESERVE;
   const flushers = new Map<string, () => void>();
   inUse.onRelease((clientId) => flushers.get(clientId)?.());
@@ -84,21 +95,38 @@ export function createIdentifierGate(inUse: IdentifiersInUse, onHold: (clientId:
       if (typeof c.deliverQoS !== "function") return false;
       const deliver = c.deliverQoS;
       const waiting: [packet: { qos: number }, cb: Callback][] = [];
+      let gone = false;
+      let timer: NodeJS.Timeout | undefined;
       const full = () => c.id !== undefined && inUse.count(c.id) >= limit;
       const flush = (): void => {
-        while (waiting.length > 0 && (c.closed || !full())) {
+        const before = waiting.length;
+        while (waiting.length > 0 && (gone || !full())) {
           const [packet, cb] = waiting.shift()!;
-          if (c.closed) cb();
+          if (gone) cb();
           else deliver.call(c, packet, cb);
         }
-        if (waiting.length === 0 && c.id !== undefined && flushers.get(c.id) === flush) flushers.delete(c.id);
+        if (waiting.length === 0) {
+          clearTimeout(timer);
+          timer = undefined;
+          if (c.id !== undefined && flushers.get(c.id) === flush) flushers.delete(c.id);
+        } else if (waiting.length < before) timer?.refresh();
       };
-      c.conn.once("close", () => setImmediate(flush));
+      c.conn.once("close", () => {
+        gone = true;
+        setImmediate(flush);
+      });
       c.deliverQoS = function gatedDeliverQoS(packet, cb) {
-        if (packet.qos === 0 || c.clean || (waiting.length === 0 && !full())) return deliver.call(c, packet, cb);
-        if (waiting.length === 0) flushers.set(c.id as string, flush);
+        if (packet.qos === 0 || c.clean || gone || (waiting.length === 0 && !full())) return deliver.call(c, packet, cb);
+        if (waiting.length === 0) {
+          flushers.set(c.id as string, flush);
+          timer = setTimeout(() => {
+            opts.onTimeout(c.id as string);
+            c.conn.destroy(new Error("packet identifiers not released"));
+          }, opts.holdTimeoutMs);
+          timer.unref();
+        }
         waiting.push([packet, cb]);
-        onHold(c.id as string);
+        opts.onHold(c.id as string);
       };
       return true;
     },

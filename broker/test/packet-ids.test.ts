@@ -61,17 +61,17 @@ describe("packet identifiers of a persistent session (packet-ids.ts)", () => {
     let held = 65535 - IDS_RESERVE;
     let release: (id: string) => void = () => {};
     const holds: string[] = [];
+    const timeouts: string[] = [];
     const gate = createIdentifierGate(
       { holds: () => false, count: () => held, onRelease: (f) => (release = f) },
-      (id) => holds.push(id),
+      { onHold: (id) => holds.push(id), holdTimeoutMs: 50, onTimeout: (id) => timeouts.push(id) },
     );
     const delivered: string[] = [];
     const slotsBack: string[] = [];
-    const conn = new EventEmitter();
+    const conn = Object.assign(new EventEmitter(), { destroy: () => conn.emit("close") });
     const client = {
       id: "s",
       clean: false,
-      closed: false,
       conn,
       deliverQoS(p: { qos: number; topic: string }, cb: () => void) {
         delivered.push(p.topic);
@@ -91,14 +91,17 @@ describe("packet identifiers of a persistent session (packet-ids.ts)", () => {
     // the gate is open again
     send("c");
     expect(delivered).toEqual(["zero", "a", "b", "c"]);
-    // held again, and the connection closes: the waiting give their slots back unwritten (the queue keeps them)
+    // held again, and no PUBACK frees an identifier in time: the connection is closed, and the waiting give
+    // their slots back unwritten (the queue keeps them for the next connection)
     held = 65535;
     send("d");
-    client.closed = true;
-    conn.emit("close");
-    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 80));
+    expect(timeouts).toEqual(["s"]);
     expect(delivered).toEqual(["zero", "a", "b", "c"]);
     expect(slotsBack).toEqual(["zero", "a", "b", "c", "d"]);
+    // after the close nothing is held
+    send("e");
+    expect(delivered).toEqual(["zero", "a", "b", "c", "e"]);
   });
 
   it("a returning session's new deliveries never take an identifier its unacknowledged messages hold", async () => {

@@ -26,7 +26,14 @@ import { watchGc } from "@esp-fleet/common/gc-watch";
 
 const backend = await createBackend(undefined, silentLogger());
 let heldForIds = 0;
-const idGate = backend.idsInUse && createIdentifierGate(backend.idsInUse, () => heldForIds++);
+let idTimeouts = 0;
+const idGate =
+  backend.idsInUse &&
+  createIdentifierGate(backend.idsInUse, {
+    holdTimeoutMs: Number(process.env.MQTT_DRAIN_TIMEOUT_MS ?? 5000),
+    onHold: () => heldForIds++,
+    onTimeout: () => idTimeouts++,
+  });
 const aedes = await Aedes.createBroker({
   drainTimeout: Number(process.env.MQTT_DRAIN_TIMEOUT_MS ?? 5000),
   concurrency: Number(process.env.MQTT_CONCURRENCY ?? 1000),
@@ -110,6 +117,7 @@ setInterval(() => {
       needDrain,
       drainWaits,
       heldForIds,
+      idTimeouts,
     })}\n`,
   );
   loopDelay.reset();

@@ -187,6 +187,8 @@ const sliceAt = (wallMs: number): Slice => {
   return (slices[i] ??= {});
 };
 let brokerLoop = "";
+/** deliveries the broker held because ingest's session held nearly every packet identifier (total) */
+let brokerHeldForIds = 0;
 let brokerCpuPct = 0;
 const port = await new Promise<number>((resolve) => {
   const profile = values["broker-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["broker-profile"]}`] : [];
@@ -209,8 +211,10 @@ const port = await new Promise<number>((resolve) => {
           outBufMax?: number;
           needDrain?: number;
           drainWaits?: number;
+          heldForIds?: number;
         };
         brokerCpuUs = s.cpuUs;
+        brokerHeldForIds = s.heldForIds ?? 0;
         brokerQueued = s.queued ?? 0;
         if (inWindow) {
           const slice = sliceAt(Date.now());
@@ -467,7 +471,7 @@ console.log(
     `result: window ${(windowWall / 1000).toFixed(1)} s, messages committed ${windowCommitted} → ${Math.round(rate)} msg/s (emulator sent ${windowEnd.sent} in the window, ${windowEnd.readings} readings)`,
     `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms; per 10 s of the window (ms):`,
     ...sliceTable(),
-    `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored} (QoS 1 messages unacknowledged to their devices when the fleet stopped: ${done.unacked ?? "?"}), duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}, ingest's broker connections ${s.connects}`,
+    `  readings produced ${produced}, telemetry rows stored ${stored}, loss ${produced - stored} (QoS 1 messages unacknowledged to their devices when the fleet stopped: ${done.unacked ?? "?"}), duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}, ingest's broker connections ${s.connects}, deliveries held for packet identifiers ${brokerHeldForIds}`,
     `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, PostgreSQL cpu ${pgCpuPct === undefined ? "n/a (not local)" : `${pgCpuPct.toFixed(0)} %`}, retries ${s.retries}`,
     `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores), of which stolen by the hypervisor ${machineStealPct.toFixed(0)} %`,
     `  load average after: ${loadavg()
