@@ -20,7 +20,7 @@ import { disableHighWaterDedupe, isDuplicate } from "./dedupe.ts";
 import { installJsonMirror } from "./json-mirror.ts";
 import { installBatchedReplay } from "./replay.ts";
 import { installPromptDelivery } from "./deliver.ts";
-import { createIdentifierGate, skipIdentifiersInUse } from "./packet-ids.ts";
+import { createIdentifierGate } from "./packet-ids.ts";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
@@ -155,9 +155,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // MQTT_PROMPT_DELIVERY: deliveries free their routing slot when written, not two turns later
       // (deliver.ts); before any subscription binds the client's delivery functions
       if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
-      // new deliveries skip the packet identifiers the session's unacknowledged messages hold, and wait
-      // when it holds nearly all of them (packet-ids.ts)
-      if (backend.idsInUse) skipIdentifiersInUse(client, backend.idsInUse);
+      // deliveries to a session that holds nearly all 65,535 packet identifiers wait (packet-ids.ts)
       idGate?.install(client);
       countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);

@@ -68,6 +68,25 @@ class SessionQueue {
     return oldest(this.byCounter.get(p.brokerCounter), (n) => n.packet.brokerId === p.brokerId);
   }
 
+  /** Whether a node other than `node` holds `messageId`. */
+  heldByOther(messageId: number, node: Node): boolean {
+    const nodes = this.byMessageId.get(messageId);
+    return nodes !== undefined && (nodes.length > 1 || nodes[0] !== node);
+  }
+
+  #nextFree = 1;
+
+  /** A packet identifier no message of this queue holds, searching on from the last one given (so a
+   * block of identifiers held by an earlier connection is crossed once, not per delivery); `fallback`
+   * when all 65,535 are held. */
+  freeId(fallback: number): number {
+    if (this.byMessageId.size >= 65535) return fallback;
+    let id = this.#nextFree;
+    while (this.byMessageId.has(id)) id = id >= 65535 ? 1 : id + 1;
+    this.#nextFree = id >= 65535 ? 1 : id + 1;
+    return id;
+  }
+
   setId(node: Node, messageId: number | undefined): void {
     this.#unindexId(node);
     node.packet.messageId = messageId;
@@ -150,6 +169,17 @@ export interface OutgoingPersistence {
 /** The session queues, with the five methods of aedes-persistence's in-memory store that use them. */
 export class OutgoingIndex {
   readonly #queues = new Map<string, SessionQueue>();
+  /**
+   * Keep packet identifiers unique within a session (docs/broker.md, "Packet identifiers in use"): a
+   * delivery numbered with an identifier another queued message holds is given a free one instead —
+   * `outgoingUpdate` changes the packet Aedes then writes. Off, the index answers exactly as
+   * aedes-persistence does (the property test); the broker turns it on.
+   */
+  readonly uniqueIds: boolean;
+
+  constructor(opts: { uniqueIds?: boolean } = {}) {
+    this.uniqueIds = opts.uniqueIds ?? false;
+  }
   /** told the session whenever a PUBACK removes one of its messages (packet-ids.ts) */
   onCleared: ((clientId: string) => void) | undefined;
 
@@ -171,7 +201,11 @@ export class OutgoingIndex {
     const same = q.firstWithCounter(packet);
     const other = q.firstWithId(packet.messageId, packet.brokerId);
     // the scan stops at whichever comes first in queue order
-    if (same && (!other || same.seq < other.seq)) q.setId(same, packet.messageId);
+    if (same && (!other || same.seq < other.seq)) {
+      const id = packet.messageId;
+      if (this.uniqueIds && id !== undefined && q.heldByOther(id, same)) packet.messageId = q.freeId(id);
+      q.setId(same, packet.messageId);
+    }
     else if (other) q.replace(other, packet);
     else throw new Error("no such packet");
   }
@@ -191,11 +225,6 @@ export class OutgoingIndex {
 
   length(clientId: string): number {
     return this.#queues.get(clientId)?.length ?? 0;
-  }
-
-  /** Whether a message in the session's queue holds this packet identifier (sent, not yet acknowledged). */
-  holdsId(clientId: string, messageId: number): boolean {
-    return this.#queues.get(clientId)?.byMessageId.has(messageId) ?? false;
   }
 
   /** How many distinct packet identifiers the session's queued messages hold. */

@@ -1,5 +1,5 @@
 /**
- * Packet identifiers that are free (docs/broker.md, "Packet identifiers in use").
+ * Packet identifiers in use (docs/broker.md, "Packet identifiers in use").
  *
  * Aedes 1.2 numbers a connection's QoS 1/2 deliveries from a counter that starts at a random number and
  * wraps at 65,535 (`lib/qos-packet.js`), without looking at the identifiers the session already uses. A
@@ -12,43 +12,17 @@
  * again — a reading lost after its device got its PUBACK. (Found in bench:e2e, reproduced in
  * broker/test/packet-ids.test.ts.)
  *
- * Here the client's counter skips every identifier its session queue holds: `_nextId` becomes an
- * accessor whose read moves past identifiers in use. The pointer only moves forward, so with few
- * identifiers in use a read costs one or two lookups, amortised; when all 65,535 are in use it gives the
- * next one anyway, as before, without scanning (Aedes has no flow control for MQTT 3.1.1 to wait with).
- * Installed per client in `preConnect` by the broker (and the bench's broker child) when the backend can
- * answer "in use?" without I/O — the in-memory session queues (outgoing-index.ts). Returns false, and
- * leaves the client alone, when it has no numeric `_nextId` (another Aedes version).
+ * Two parts. The in-memory session queue gives a delivery numbered with an identifier another queued
+ * message holds a free one instead (`OutgoingIndex` with `uniqueIds`, in its `outgoingUpdate`, before
+ * Aedes writes the packet). And, here, flow control for when (nearly) all are held.
  */
+
 /** What the session queue knows about its packet identifiers, without I/O. */
 export interface IdentifiersInUse {
-  /** whether a message queued for the session holds this identifier */
-  holds(clientId: string, messageId: number): boolean;
-  /** how many distinct identifiers its messages hold */
+  /** how many distinct identifiers the session's queued messages hold */
   count(clientId: string): number;
   /** call `listener` whenever a PUBACK (or PUBCOMP) removes a message from a session's queue */
   onRelease(listener: (clientId: string) => void): void;
-}
-
-export function skipIdentifiersInUse(client: object, inUse: Pick<IdentifiersInUse, "holds" | "count">): boolean {
-  const c = client as { id?: string; _nextId?: unknown };
-  if (typeof c._nextId !== "number") return false;
-  let next = c._nextId;
-  Object.defineProperty(c, "_nextId", {
-    configurable: true,
-    enumerable: true,
-    get(): number {
-      const id = c.id;
-      // all taken: no scan (it would be 65,535 lookups per delivery while the session stays full)
-      if (id === undefined || inUse.count(id) >= 65535) return next;
-      for (let i = 0; i < 65535 && inUse.holds(id, next); i++) next = next >= 65535 ? 1 : next + 1;
-      return next;
-    },
-    set(v: number) {
-      next = v;
-    },
-  });
-  return true;
 }
 
 type Callback = (err?: Error | null) => void;

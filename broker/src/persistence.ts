@@ -59,7 +59,8 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
     retained.install(persistence);
     // Session queues indexed by broker counter and packet identifier instead of scanned arrays: a
     // subscriber with thousands of messages in flight (ingest) no longer costs two scans per message.
-    const outgoing = new OutgoingIndex();
+    // …and a delivery's packet identifier unique within its session (packet-ids.ts)
+    const outgoing = new OutgoingIndex({ uniqueIds: true });
     outgoing.install(persistence as unknown as OutgoingPersistence);
     // Which persistent sessions a topic's QoS > 0 messages are queued for, remembered per topic until a
     // subscription that could match it changes (match-cache.ts).
@@ -71,7 +72,6 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
       queueLength: async (id) => outgoing.length(id),
       retainedCount: () => retained.size,
       idsInUse: {
-        holds: (id, messageId) => outgoing.holdsId(id, messageId),
         count: (id) => outgoing.idsHeld(id),
         onRelease: (listener) => (outgoing.onCleared = listener),
       },

@@ -3,8 +3,8 @@ import mqttPacket, { type Packet } from "mqtt-packet";
 import { describe, expect, it } from "vitest";
 import { waitFor } from "@esp-fleet/common/testing";
 import { EventEmitter } from "node:events";
-import { createIdentifierGate, IDS_RESERVE, skipIdentifiersInUse } from "../src/packet-ids.ts";
-import { qosPacket } from "../src/deliver.ts";
+import { createIdentifierGate, IDS_RESERVE } from "../src/packet-ids.ts";
+import { OutgoingIndex } from "../src/outgoing-index.ts";
 import { closedAfterEach, connect, startBroker } from "./helpers.ts";
 
 const { clients, brokers } = closedAfterEach();
@@ -31,30 +31,42 @@ function rawSession(port: number): Promise<{ socket: Socket; packets: Packet[] }
 const publishes = (packets: Packet[]) =>
   packets.filter((p): p is mqttPacket.IPublishPacket => p.cmd === "publish");
 
-describe("packet identifiers of a persistent session (packet-ids.ts)", () => {
-  it("the counter moves past identifiers in use, wraps at 65,535, and gives one when all are taken", () => {
-    const used = new Set([7, 8, 10, 65535, 1]);
-    const client = { id: "s", _nextId: 7 };
-    const inUse = (ids: Set<number>) => ({ holds: (_: string, m: number) => ids.has(m), count: () => ids.size });
-    expect(skipIdentifiersInUse(client, inUse(used))).toBe(true);
-    // the packet copy Aedes makes for a delivery reads and advances the counter as QoSPacket does
-    const next = () => qosPacket({ cmd: "publish", topic: "t", qos: 1, retain: false }, client, {}).messageId;
-    expect([next(), next(), next()]).toEqual([9, 11, 12]);
-    client._nextId = 65534;
-    expect([next(), next()]).toEqual([65534, 2]);
-    // a message that has its identifier (a replayed one) keeps it
-    expect(qosPacket({ cmd: "publish", topic: "t", qos: 1, messageId: 7 }, client, {}).messageId).toBe(7);
-    // all 65,535 in use: the next one anyway, without looking at any
-    const full = { id: "f", _nextId: 100 };
-    let lookups = 0;
-    skipIdentifiersInUse(full, { holds: () => (lookups++, true), count: () => 65535 });
-    expect(full._nextId).toBe(100);
-    expect(lookups).toBe(0);
-    // one left free: found
-    const nearlyFull = { id: "n", _nextId: 100 };
-    skipIdentifiersInUse(nearlyFull, { holds: (_, m) => m !== 99, count: () => 65534 });
-    expect(nearlyFull._nextId).toBe(99);
-    expect(skipIdentifiersInUse({ id: "x" }, inUse(new Set()))).toBe(false);
+describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-index.ts)", () => {
+  it("the session queue gives a delivery whose identifier another message holds a free one, crossing a held block once", () => {
+    const index = new OutgoingIndex({ uniqueIds: true });
+    const msg = (n: number) => ({ cmd: "publish", topic: "t", qos: 1, brokerId: "b", brokerCounter: n });
+    // 1,000 messages sent on an earlier connection with identifiers 101…1100, unacknowledged
+    for (let n = 1; n <= 1000; n++) {
+      index.enqueue("s", msg(n));
+      index.update("s", { ...msg(n), messageId: 100 + n });
+    }
+    // the next connection's counter starts at 101: each live delivery gets an identifier nobody holds
+    const given: number[] = [];
+    for (let n = 1001; n <= 1100; n++) {
+      index.enqueue("s", msg(n));
+      const packet = { ...msg(n), messageId: 101 + (n - 1001) };
+      index.update("s", packet);
+      given.push(packet.messageId);
+    }
+    expect(new Set(given).size).toBe(100);
+    for (const id of given) expect(id < 101 || id > 1100).toBe(true);
+    expect(index.idsHeld("s")).toBe(1100);
+    // a replayed message keeps the identifier it holds
+    const again = { ...msg(5), messageId: 105 };
+    index.update("s", again);
+    expect(again.messageId).toBe(105);
+    // a PUBACK for a given identifier removes the live message, not an old one
+    expect(index.clear("s", given[0])?.brokerCounter).toBe(1001);
+    expect(index.length("s")).toBe(1099);
+    // without the option the index answers as aedes-persistence does: the identifier is kept, and shared
+    const plain = new OutgoingIndex();
+    plain.enqueue("s", msg(1));
+    plain.update("s", { ...msg(1), messageId: 7 });
+    plain.enqueue("s", msg(2));
+    const collide = { ...msg(2), messageId: 7 };
+    plain.update("s", collide);
+    expect(collide.messageId).toBe(7);
+    expect(plain.clear("s", 7)?.brokerCounter).toBe(1);
   });
 
   it("deliveries wait while the session holds nearly every identifier, and go on, in order, as PUBACKs free them", async () => {
@@ -63,7 +75,7 @@ describe("packet identifiers of a persistent session (packet-ids.ts)", () => {
     const holds: string[] = [];
     const timeouts: string[] = [];
     const gate = createIdentifierGate(
-      { holds: () => false, count: () => held, onRelease: (f) => (release = f) },
+      { count: () => held, onRelease: (f) => (release = f) },
       { onHold: (id) => holds.push(id), holdTimeoutMs: 50, onTimeout: (id) => timeouts.push(id) },
     );
     const delivered: string[] = [];

@@ -80,7 +80,9 @@ describe("a persistent session that keeps dropping while messages flow to it", (
     ).finally(() => (publishing = false));
     let lives = 0;
     while (publishing) {
-      await session(port, got, 50 + Math.random() * 600, 30, Math.random() < 0.5 ? 40 + Math.random() * 100 : Infinity);
+      // every third life stops reading after 50 ms and stays a second: the broker drops it for not draining
+      if (lives % 3 === 0) await session(port, got, 1000, 30, 50);
+      else await session(port, got, 50 + Math.random() * 600, 30, Math.random() < 0.5 ? 40 + Math.random() * 100 : Infinity);
       lives++;
     }
     await sent;

@@ -18,7 +18,7 @@ import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
 import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
 import { installBatchedReplay } from "@esp-fleet/broker/replay";
 import { installPromptDelivery } from "@esp-fleet/broker/deliver";
-import { createIdentifierGate, skipIdentifiersInUse } from "@esp-fleet/broker/packet-ids";
+import { createIdentifierGate } from "@esp-fleet/broker/packet-ids";
 import { createBackend } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
@@ -44,8 +44,7 @@ const aedes = await Aedes.createBroker({
     disableHighWaterDedupe(client);
     // deliveries free their routing slot when written (broker/src/deliver.ts) with MQTT_PROMPT_DELIVERY=true
     if (process.env.MQTT_PROMPT_DELIVERY === "true") installPromptDelivery(client);
-    // new deliveries skip the packet identifiers the session's unacknowledged messages hold (broker/src/packet-ids.ts)
-    if (backend.idsInUse) skipIdentifiersInUse(client, backend.idsInUse);
+    // deliveries to a session that holds nearly all 65,535 packet identifiers wait (broker/src/packet-ids.ts)
     idGate?.install(client);
     callback(null, true);
   },
