@@ -31,6 +31,8 @@ export interface QueuedPacket {
 
 interface Node {
   packet: QueuedPacket;
+  /** the connection (Aedes client object) that last numbered it, with `uniqueIds` */
+  sentOn?: object | undefined;
   seq: number;
   prev: Node | null;
   next: Node | null;
@@ -63,7 +65,7 @@ class SessionQueue {
   }
 
   /** The oldest node with this broker id and broker counter. */
-  firstWithCounter(p: QueuedPacket): Node | undefined {
+  firstWithCounter(p: { brokerId?: string; brokerCounter?: number }): Node | undefined {
     if (p.brokerCounter === undefined) return undefined; // never equal to a stored packet's (a number)
     return oldest(this.byCounter.get(p.brokerCounter), (n) => n.packet.brokerId === p.brokerId);
   }
@@ -196,18 +198,32 @@ export class OutgoingIndex {
     this.#queue(clientId).push(new AedesPacket(packet));
   }
 
-  update(clientId: string, packet: QueuedPacket): void {
+  /** `connection`: the client object the packet is about to be written to (with `uniqueIds`). */
+  update(clientId: string, packet: QueuedPacket, connection?: object): void {
     const q = this.#queue(clientId);
     const same = q.firstWithCounter(packet);
     const other = q.firstWithId(packet.messageId, packet.brokerId);
     // the scan stops at whichever comes first in queue order
     if (same && (!other || same.seq < other.seq)) {
-      const id = packet.messageId;
-      if (this.uniqueIds && id !== undefined && q.heldByOther(id, same)) packet.messageId = q.freeId(id);
+      if (this.uniqueIds) {
+        const id = packet.messageId;
+        if (id !== undefined && q.heldByOther(id, same)) packet.messageId = q.freeId(id);
+        same.sentOn = connection;
+      }
       q.setId(same, packet.messageId);
-    }
-    else if (other) q.replace(other, packet);
+    } else if (other) q.replace(other, packet);
     else throw new Error("no such packet");
+  }
+
+  /**
+   * Whether the queued message `packet` names (by broker id and counter) was already numbered for
+   * `connection` — written to it, or about to be. A returning session can be sent one message both from
+   * its replayed queue and live; the second copy would go out under a second identifier, and the first,
+   * free again, could be given to another message before its late PUBACK arrives and removes that one.
+   */
+  sentOn(clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object): boolean {
+    const q = this.#queues.get(clientId);
+    return q !== undefined && q.firstWithCounter(packet)?.sentOn === connection;
   }
 
   clear(clientId: string, messageId: number | undefined): QueuedPacket | undefined {
@@ -243,7 +259,7 @@ export class OutgoingIndex {
       // number the queued message: the next connection's replay may already have passed it, and the
       // identifier would stay held until the one after (packet-ids.ts). Aedes then counts a write error.
       if ((client as { closed?: boolean }).closed) throw new Error("connection closed");
-      this.update(client.id, packet);
+      this.update(client.id, packet, client);
     };
     persistence.outgoingClearMessageId = async (client, packet) => this.clear(client.id, packet.messageId);
     persistence.outgoingStream = (client) => Readable.from(this.packets(client.id));

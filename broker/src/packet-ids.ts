@@ -14,7 +14,8 @@
  *
  * Two parts. The in-memory session queue gives a delivery numbered with an identifier another queued
  * message holds a free one instead (`OutgoingIndex` with `uniqueIds`, in its `outgoingUpdate`, before
- * Aedes writes the packet). And, here, flow control for when (nearly) all are held.
+ * Aedes writes the packet). And, here, flow control for when (nearly) all are held, and no second copy of
+ * a message to the connection it was already written to (the replay and a live delivery).
  */
 
 /** What the session queue knows about its packet identifiers, without I/O. */
@@ -23,15 +24,23 @@ export interface IdentifiersInUse {
   count(clientId: string): number;
   /** call `listener` whenever a PUBACK (or PUBCOMP) removes a message from a session's queue */
   onRelease(listener: (clientId: string) => void): void;
+  /** whether the queued message `packet` names was already numbered for this connection (written to it) */
+  sentOn(clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object): boolean;
 }
 
 type Callback = (err?: Error | null) => void;
+
+interface GatedPacket {
+  qos: number;
+  brokerId?: string;
+  brokerCounter?: number;
+}
 
 interface GatedClient {
   id?: string;
   clean: boolean;
   conn: { once(event: "close", f: () => void): unknown; destroy(err?: Error): void };
-  deliverQoS(packet: { qos: number }, cb: Callback): void;
+  deliverQoS(packet: GatedPacket, cb: Callback): void;
 }
 
 /** Identifiers kept back for deliveries already numbered but not yet in the queue's index, and for replays. */
@@ -68,7 +77,7 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
       const c = client as GatedClient;
       if (typeof c.deliverQoS !== "function") return false;
       const deliver = c.deliverQoS;
-      const waiting: [packet: { qos: number }, cb: Callback][] = [];
+      const waiting: [packet: GatedPacket, cb: Callback][] = [];
       let gone = false;
       let timer: NodeJS.Timeout | undefined;
       const full = () => c.id !== undefined && inUse.count(c.id) >= limit;
@@ -90,7 +99,10 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
         setImmediate(flush);
       });
       c.deliverQoS = function gatedDeliverQoS(packet, cb) {
-        if (packet.qos === 0 || c.clean || gone || (waiting.length === 0 && !full())) return deliver.call(c, packet, cb);
+        if (packet.qos === 0 || c.clean) return deliver.call(c, packet, cb);
+        // already written to this connection from the replayed queue: not a second time (see sentOn)
+        if (c.id !== undefined && inUse.sentOn(c.id, packet, c)) return cb();
+        if (gone || (waiting.length === 0 && !full())) return deliver.call(c, packet, cb);
         if (waiting.length === 0) {
           flushers.set(c.id as string, flush);
           timer = setTimeout(() => {

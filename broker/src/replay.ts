@@ -33,6 +33,8 @@ const mqttPacket = require("mqtt-packet") as { writeToStream(packet: object, str
 interface ReplayPacket {
   cmd: string;
   messageId?: number;
+  brokerId?: string;
+  brokerCounter?: number;
 }
 
 interface ReplayClient {
@@ -58,6 +60,9 @@ export interface ReplayOptions {
   batch?: number;
   /** called when a replay ends, with the number of packets written and how long it took */
   onReplayed?: (clientId: string, written: number, ms: number) => void;
+  /** whether a queued message was already written to this connection (live, since the replay began): then
+   * it is not written again (packet-ids.ts, `sentOn`) */
+  sentOn?: (clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object) => boolean;
 }
 
 /** `store`: the persistence given to Aedes (it takes it over in `listen()`, so this may run before). */
@@ -109,6 +114,7 @@ export function installBatchedReplay(aedes: Aedes, store: object, opts: ReplayOp
         await nextTurn();
         if (!live(client)) break;
       }
+      if (opts.sentOn?.(client.id, queued, client)) continue;
       // the packet identifier it was sent with, or the session's next one
       const packet = qosPacket(queued, client, aedes);
       try {

@@ -55,6 +55,12 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     const again = { ...msg(5), messageId: 105 };
     index.update("s", again);
     expect(again.messageId).toBe(105);
+    // which connection a message was last numbered for: a second copy to the same one is not sent
+    const connA = {};
+    index.update("s", { ...msg(7), messageId: 107 }, connA);
+    expect(index.sentOn("s", msg(7), connA)).toBe(true);
+    expect(index.sentOn("s", msg(7), {})).toBe(false);
+    expect(index.sentOn("s", msg(8), connA)).toBe(false);
     // a PUBACK for a given identifier removes the live message, not an old one
     expect(index.clear("s", given[0])?.brokerCounter).toBe(1001);
     expect(index.length("s")).toBe(1099);
@@ -75,7 +81,7 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     const holds: string[] = [];
     const timeouts: string[] = [];
     const gate = createIdentifierGate(
-      { count: () => held, onRelease: (f) => (release = f) },
+      { count: () => held, onRelease: (f) => (release = f), sentOn: (_, p) => p.brokerCounter === 99 },
       { onHold: (id) => holds.push(id), holdTimeoutMs: 50, onTimeout: (id) => timeouts.push(id) },
     );
     const delivered: string[] = [];
@@ -85,7 +91,7 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
       id: "s",
       clean: false,
       conn,
-      deliverQoS(p: { qos: number; topic: string }, cb: () => void) {
+      deliverQoS(p: { qos: number; topic: string; brokerCounter?: number }, cb: () => void) {
         delivered.push(p.topic);
         cb();
       },
@@ -114,6 +120,10 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     // after the close nothing is held
     send("e");
     expect(delivered).toEqual(["zero", "a", "b", "c", "e"]);
+    // a message already written to this connection (from the replayed queue) is not written again
+    client.deliverQoS({ qos: 1, topic: "replayed", brokerCounter: 99 }, () => slotsBack.push("replayed"));
+    expect(delivered).toEqual(["zero", "a", "b", "c", "e"]);
+    expect(slotsBack.at(-1)).toBe("replayed");
   });
 
   it("a returning session's new deliveries never take an identifier its unacknowledged messages hold", async () => {
