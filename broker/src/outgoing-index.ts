@@ -22,6 +22,8 @@ const AedesPacket = require("aedes-packet") as new (p: object) => QueuedPacket;
  * the scan. The results — which packet is updated, replaced, removed or streamed, and the errors — are the
  * original's: a property test runs both on the same operations.
  */
+export type Standing = "absent" | "sent" | "queued";
+
 export interface QueuedPacket {
   brokerId?: string;
   brokerCounter?: number;
@@ -84,7 +86,7 @@ class SessionQueue {
   freeId(fallback: number): number {
     if (this.byMessageId.size >= 65535) return fallback;
     let id = this.#nextFree;
-    while (this.byMessageId.has(id)) id = id >= 65535 ? 1 : id + 1;
+    for (let i = 0; i < 65535 && this.byMessageId.has(id); i++) id = id >= 65535 ? 1 : id + 1;
     this.#nextFree = id >= 65535 ? 1 : id + 1;
     return id;
   }
@@ -216,14 +218,15 @@ export class OutgoingIndex {
   }
 
   /**
-   * Whether the queued message `packet` names (by broker id and counter) was already numbered for
-   * `connection` — written to it, or about to be. A returning session can be sent one message both from
-   * its replayed queue and live; the second copy would go out under a second identifier, and the first,
-   * free again, could be given to another message before its late PUBACK arrives and removes that one.
+   * Where the message `packet` names (by broker id and counter) stands in the session's queue, for a
+   * delivery to `connection`: "absent" (acknowledged already, or never queued), "sent" (already numbered
+   * for this connection — written to it, or about to be), or "queued". A returning session can be sent one
+   * message both from its replayed queue and live; a second copy would go out under a second identifier,
+   * and the first, free again, could be given to another message before its late PUBACK removes that one.
    */
-  sentOn(clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object): boolean {
-    const q = this.#queues.get(clientId);
-    return q !== undefined && q.firstWithCounter(packet)?.sentOn === connection;
+  standing(clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object): Standing {
+    const node = this.#queues.get(clientId)?.firstWithCounter(packet);
+    return node === undefined ? "absent" : node.sentOn === connection ? "sent" : "queued";
   }
 
   clear(clientId: string, messageId: number | undefined): QueuedPacket | undefined {

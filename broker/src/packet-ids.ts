@@ -18,20 +18,24 @@
  * a message to the connection it was already written to (the replay and a live delivery).
  */
 
+import type { Standing } from "./outgoing-index.ts";
+
 /** What the session queue knows about its packet identifiers, without I/O. */
 export interface IdentifiersInUse {
   /** how many distinct identifiers the session's queued messages hold */
   count(clientId: string): number;
   /** call `listener` whenever a PUBACK (or PUBCOMP) removes a message from a session's queue */
   onRelease(listener: (clientId: string) => void): void;
-  /** whether the queued message `packet` names was already numbered for this connection (written to it) */
-  sentOn(clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object): boolean;
+  /** where the message `packet` names stands in the session's queue for a delivery to `connection`
+   * (OutgoingIndex.standing) */
+  standing(clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object): Standing;
 }
 
 type Callback = (err?: Error | null) => void;
 
 interface GatedPacket {
   qos: number;
+  retain?: boolean;
   brokerId?: string;
   brokerCounter?: number;
 }
@@ -99,9 +103,14 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
         setImmediate(flush);
       });
       c.deliverQoS = function gatedDeliverQoS(packet, cb) {
-        if (packet.qos === 0 || c.clean) return deliver.call(c, packet, cb);
-        // already written to this connection from the replayed queue: not a second time (see sentOn)
-        if (c.id !== undefined && inUse.sentOn(c.id, packet, c)) return cb();
+        // (a retained message sent at SUBSCRIBE is not queued: Aedes writes it without the queue)
+        if (packet.qos === 0 || c.clean || packet.retain) return deliver.call(c, packet, cb);
+        // Written to this connection already, from the replayed queue; or acknowledged already (the replayed
+        // copy), or never queued for this session (its offline queue was full, or it subscribed after
+        // the message was queued): not written (again). Aedes would find no queue entry to number, and
+        // close the connection for it (or, with the queue bound installed, write it unqueued).
+        // (called back on the next turn, as Aedes does for a delivery it drops)
+        if (c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued") return void setImmediate(cb);
         if (gone || (waiting.length === 0 && !full())) return deliver.call(c, packet, cb);
         if (waiting.length === 0) {
           flushers.set(c.id as string, flush);

@@ -74,7 +74,7 @@ export async function createBackend(redisUrl: string | undefined, logger: Logger
       idsInUse: {
         count: (id) => outgoing.idsHeld(id),
         onRelease: (listener) => (outgoing.onCleared = listener),
-        sentOn: (id, packet, connection) => outgoing.sentOn(id, packet, connection),
+        standing: (id, packet, connection) => outgoing.standing(id, packet, connection),
       },
       ping: async () => {},
       close: async () => {},

@@ -61,7 +61,7 @@ export interface ReplayOptions {
   /** called when a replay ends, with the number of packets written and how long it took */
   onReplayed?: (clientId: string, written: number, ms: number) => void;
   /** whether a queued message was already written to this connection (live, since the replay began): then
-   * it is not written again (packet-ids.ts, `sentOn`) */
+   * it is not written again (OutgoingIndex.standing) */
   sentOn?: (clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object) => boolean;
 }
 

@@ -43,7 +43,11 @@ describe.each([
       await c.subscribeAsync("d/#", { qos: 1 });
       c.on("message", (_t, payload, p) => got.push(`${c.options.clientId}:${payload.toString()}:${p.qos}`));
     }
-    // QoS 1 to a persistent session (through the persistence's update), to a clean one, and QoS 0
+    // QoS 1 to a persistent session (queued first, as Aedes's publish does, then through the persistence's
+    // update), to a clean one, and QoS 0
+    const persistence = (b.broker.aedes as unknown as { persistence: { outgoingEnqueue(s: object, p: object): Promise<void> } })
+      .persistence;
+    await persistence.outgoingEnqueue({ clientId: "persistent" }, message(1, 1));
     expect(await freedInTheSameTurn(b, "persistent", message(1, 1))).toBe(prompt);
     expect(await freedInTheSameTurn(b, "clean", message(2, 1))).toBe(prompt);
     expect(await freedInTheSameTurn(b, "clean", message(3, 0))).toBe(prompt);

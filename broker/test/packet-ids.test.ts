@@ -58,9 +58,10 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     // which connection a message was last numbered for: a second copy to the same one is not sent
     const connA = {};
     index.update("s", { ...msg(7), messageId: 107 }, connA);
-    expect(index.sentOn("s", msg(7), connA)).toBe(true);
-    expect(index.sentOn("s", msg(7), {})).toBe(false);
-    expect(index.sentOn("s", msg(8), connA)).toBe(false);
+    expect(index.standing("s", msg(7), connA)).toBe("sent");
+    expect(index.standing("s", msg(7), {})).toBe("queued");
+    expect(index.standing("s", msg(8), connA)).toBe("queued");
+    expect(index.standing("s", msg(5000), connA)).toBe("absent");
     // a PUBACK for a given identifier removes the live message, not an old one
     expect(index.clear("s", given[0])?.brokerCounter).toBe(1001);
     expect(index.length("s")).toBe(1099);
@@ -81,7 +82,7 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     const holds: string[] = [];
     const timeouts: string[] = [];
     const gate = createIdentifierGate(
-      { count: () => held, onRelease: (f) => (release = f), sentOn: (_, p) => p.brokerCounter === 99 },
+      { count: () => held, onRelease: (f) => (release = f), standing: (_, p) => (p.brokerCounter === 99 ? "sent" : p.brokerCounter === 98 ? "absent" : "queued") },
       { onHold: (id) => holds.push(id), holdTimeoutMs: 50, onTimeout: (id) => timeouts.push(id) },
     );
     const delivered: string[] = [];
@@ -120,10 +121,13 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     // after the close nothing is held
     send("e");
     expect(delivered).toEqual(["zero", "a", "b", "c", "e"]);
-    // a message already written to this connection (from the replayed queue) is not written again
+    // a message already written to this connection (from the replayed queue) is not written again, nor one
+    // no longer (or never) in the session's queue; their slots come back on the next turn
     client.deliverQoS({ qos: 1, topic: "replayed", brokerCounter: 99 }, () => slotsBack.push("replayed"));
+    client.deliverQoS({ qos: 1, topic: "acked", brokerCounter: 98 }, () => slotsBack.push("acked"));
+    await new Promise((r) => setImmediate(r));
     expect(delivered).toEqual(["zero", "a", "b", "c", "e"]);
-    expect(slotsBack.at(-1)).toBe("replayed");
+    expect(slotsBack.slice(-2)).toEqual(["replayed", "acked"]);
   });
 
   it("a returning session's new deliveries never take an identifier its unacknowledged messages hold", async () => {
