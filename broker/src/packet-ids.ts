@@ -89,7 +89,8 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
         const before = waiting.length;
         while (waiting.length > 0 && (gone || !full())) {
           const [packet, cb] = waiting.shift()!;
-          if (gone) cb();
+          // gone, or meanwhile written from the replayed queue or acknowledged: its slot back, unwritten
+          if (gone || (c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued")) cb();
           else deliver.call(c, packet, cb);
         }
         if (waiting.length === 0) {
