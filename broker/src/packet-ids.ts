@@ -47,19 +47,8 @@ interface GatedClient {
   deliverQoS(packet: GatedPacket, cb: Callback): void;
 }
 
-/** Identifiers kept back for deliveries already numbered but not yet in the queue's index, and for replays. */
+/** Identifiers kept back for replayed messages that had none yet (the replay does not wait at the gate). */
 export const IDS_RESERVE = 1024;
-
-/**
- * Flow control for a session whose unacknowledged messages hold (nearly) every packet identifier: with
- * 65,535 − IDS_RESERVE held, its next QoS 1/2 deliveries wait — in order, each keeping its routing slot —
- * until a PUBACK frees identifiers (`onRelease`), instead of taking identifiers in use. If the connection
- * closes meanwhile, the waiting deliveries give their slots back unwritten: their messages are in the
- * session's queue, and the next connection's replay sends them. If no PUBACK frees one within
- * `holdTimeoutMs`, the connection is closed (and so the same). Install per client in `preConnect`, after
- * anything else that replaces `deliverQoS`.
- */
-export type IdentifierGate = ReturnType<typeof createIdentifierGate>;
 
 export interface IdentifierGateOptions {
   /** called for each delivery put on hold */
@@ -72,6 +61,17 @@ export interface IdentifierGateOptions {
   onTimeout(clientId: string): void;
 }
 
+/**
+ * Flow control for a session whose unacknowledged messages hold (nearly) every packet identifier: with
+ * 65,535 − IDS_RESERVE held, its next QoS 1/2 deliveries wait — in order, each keeping its routing slot —
+ * until a PUBACK frees identifiers (`onRelease`), instead of taking identifiers in use. If the connection
+ * closes meanwhile, the waiting deliveries give their slots back unwritten: their messages are in the
+ * session's queue, and the next connection's replay sends them. If no PUBACK frees one within
+ * `holdTimeoutMs`, the connection is closed (and so the same). And for every persistent-session delivery:
+ * not written when its message was already written to this connection (from the replayed queue) or is no
+ * longer in the session's queue (`standing`). Install per client in `preConnect`, after anything else that
+ * replaces `deliverQoS`.
+ */
 export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGateOptions) {
   const limit = 65535 - IDS_RESERVE;
   const flushers = new Map<string, () => void>();
