@@ -83,6 +83,7 @@ function errorKind(message: string): string {
   if (message.includes("keep alive")) return "keepalive";
   if (message.includes("connect did not arrive")) return "connect_timeout";
   if (message.includes("drain timeout")) return "drain_timeout";
+  if (message.includes("packet identifiers not released")) return "packet_ids_timeout";
   if (message.includes("MQTT_MAX_PACKET_SIZE")) return "oversized";
   if (/ECONNRESET|EPIPE|connection closed/.test(message)) return "reset";
   return "protocol";
