@@ -69,3 +69,27 @@ export function closedAfterEach(): { clients: MqttClient[]; brokers: TestBrokerH
   });
   return opened;
 }
+
+/**
+ * A broker (closed with `opened`) with `n` QoS 1 messages (`q/0` … `q/{n-1}`, in that order) queued for the
+ * persistent session `clientId`, subscribed to `q/#`, and the client that published them; no bound on the
+ * offline queue (a device session holds 1,000 by default).
+ */
+export async function brokerWithQueue(
+  opened: { clients: MqttClient[]; brokers: TestBrokerHandle[] },
+  clientId: string,
+  n: number,
+): Promise<TestBrokerHandle & { publisher: MqttClient }> {
+  const b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_MAX_QUEUED_MESSAGES: "0" });
+  opened.brokers.push(b);
+  const sub = await connect(b.url, { clientId, clean: false });
+  await sub.subscribeAsync("q/#", { qos: 1 });
+  await sub.endAsync();
+  const pub = await connect(b.url, { clientId: `${clientId}-pub` });
+  opened.clients.push(pub);
+  for (let i = 0; i < n; i += 500)
+    await Promise.all(
+      Array.from({ length: Math.min(500, n - i) }, (_, k) => pub.publishAsync(`q/${i + k}`, String(i + k), { qos: 1 })),
+    );
+  return { ...b, publisher: pub };
+}

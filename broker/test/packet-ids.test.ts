@@ -5,9 +5,10 @@ import { waitFor } from "@esp-fleet/common/testing";
 import { EventEmitter } from "node:events";
 import { createIdentifierGate, IDS_RESERVE } from "../src/packet-ids.ts";
 import { OutgoingIndex } from "../src/outgoing-index.ts";
-import { closedAfterEach, connect, startBroker } from "./helpers.ts";
+import { brokerWithQueue, closedAfterEach, connect } from "./helpers.ts";
 
-const { clients, brokers } = closedAfterEach();
+const opened = closedAfterEach();
+const { clients } = opened;
 
 const N = 50;
 const ID = "ids-sub";
@@ -131,14 +132,8 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
   });
 
   it("a returning session's new deliveries never take an identifier its unacknowledged messages hold", async () => {
-    const b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_MAX_QUEUED_MESSAGES: "0" });
-    brokers.push(b);
-    const sub = await connect(b.url, { clientId: ID, clean: false });
-    await sub.subscribeAsync("q/#", { qos: 1 });
-    await sub.endAsync();
-    const pub = await connect(b.url, { clientId: "ids-pub" });
-    clients.push(pub);
-    await Promise.all(Array.from({ length: N }, (_, i) => pub.publishAsync(`q/${i}`, String(i), { qos: 1 })));
+    const b = await brokerWithQueue(opened, ID, N);
+    const pub = b.publisher;
 
     // First return: the N queued messages go out with identifiers; none is acknowledged, and the
     // connection drops (a subscriber that crashed before its commit).

@@ -2,27 +2,16 @@ import { connect as netConnect } from "node:net";
 import mqttPacket from "mqtt-packet";
 import { describe, expect, it } from "vitest";
 import { waitFor } from "@esp-fleet/common/testing";
-import { closedAfterEach, connect, startBroker, type TestBrokerHandle } from "./helpers.ts";
+import { brokerWithQueue, closedAfterEach, connect, type TestBrokerHandle } from "./helpers.ts";
 
-const { clients, brokers } = closedAfterEach();
+const opened = closedAfterEach();
+const { clients } = opened;
 
 const N = 5_000;
 const ID = "replay-sub";
 
 /** A broker with N QoS 1 messages (`q/0` … `q/N-1`, in that order) queued for the persistent session ID. */
-async function queued(): Promise<TestBrokerHandle> {
-  // no bound on the offline queue (a device session holds 1,000 by default)
-  const b = await startBroker({ MQTT_ANONYMOUS: "full", MQTT_MAX_QUEUED_MESSAGES: "0" });
-  brokers.push(b);
-  const sub = await connect(b.url, { clientId: ID, clean: false });
-  await sub.subscribeAsync("q/#", { qos: 1 });
-  await sub.endAsync();
-  const pub = await connect(b.url, { clientId: "replay-pub" });
-  clients.push(pub);
-  for (let i = 0; i < N; i += 500)
-    await Promise.all(Array.from({ length: 500 }, (_, k) => pub.publishAsync(`q/${i + k}`, String(i + k), { qos: 1 })));
-  return b;
-}
+const queued = () => brokerWithQueue(opened, ID, N);
 
 const replayedTotal = async (b: TestBrokerHandle) => (await b.broker.metrics.replayed.get()).values[0]?.value ?? 0;
 
