@@ -174,9 +174,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
   if (!installRouterFixes(aedes, { cacheMatches: !backend.mq, onDefer: () => metrics.emitterDeferred.inc() }))
     logger.warn("routing emitter without the expected backlog arrays: its queue stays an array (O(n) shift)");
   // a returning persistent session's queue leaves in batches, not one message per event-loop turn (replay.ts)
-  const ids = backend.idsInUse;
   installBatchedReplay(aedes, backend.persistence, {
-    ...(ids ? { sentOn: (id: string, packet: object, conn: object) => ids.standing(id, packet, conn) === "sent" } : {}),
+    ...(backend.idsInUse ? { standing: backend.idsInUse.standing } : {}),
     onReplayed(clientId, written, ms) {
       metrics.replayed.inc(written);
       if (written > 0) logger.info({ clientId, messages: written, ms: Math.round(ms) }, "session queue replayed");

@@ -18,6 +18,7 @@
  * a message to the connection it was already written to (the replay and a live delivery).
  */
 
+import { Fifo } from "./emitter-queue.ts";
 import type { Standing } from "./outgoing-index.ts";
 
 /** What the session queue knows about its packet identifiers, without I/O. */
@@ -81,11 +82,14 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
       const c = client as GatedClient;
       if (typeof c.deliverQoS !== "function") return false;
       const deliver = c.deliverQoS;
-      const waiting: [packet: GatedPacket, cb: Callback][] = [];
+      // deliveries on hold, oldest first; made at the first hold (most sessions never have one). A ring,
+      // not an array: up to `concurrency` entries taken from the front (emitter-queue.ts)
+      let waiting: Fifo<[packet: GatedPacket, cb: Callback]> | undefined;
       let gone = false;
       let timer: NodeJS.Timeout | undefined;
       const full = () => c.id !== undefined && inUse.count(c.id) >= limit;
       const flush = (): void => {
+        if (!waiting) return;
         const before = waiting.length;
         while (waiting.length > 0 && (gone || !full())) {
           const [packet, cb] = waiting.shift()!;
@@ -112,7 +116,8 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
         // close the connection for it (or, with the queue bound installed, write it unqueued).
         // (called back on the next turn, as Aedes does for a delivery it drops)
         if (c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued") return void setImmediate(cb);
-        if (gone || (waiting.length === 0 && !full())) return deliver.call(c, packet, cb);
+        if (gone || (!waiting?.length && !full())) return deliver.call(c, packet, cb);
+        waiting ??= new Fifo();
         if (waiting.length === 0) {
           flushers.set(c.id as string, flush);
           timer = setTimeout(() => {

@@ -3,6 +3,7 @@ import { Readable, type Duplex } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { Aedes, Client } from "aedes";
 import { qosPacket } from "./deliver.ts";
+import type { IdentifiersInUse } from "./packet-ids.ts";
 
 const require = createRequire(import.meta.url);
 // the instance Aedes writes with (with the single-buffer writes of common/src/packet-writes.ts when loaded)
@@ -60,9 +61,9 @@ export interface ReplayOptions {
   batch?: number;
   /** called when a replay ends, with the number of packets written and how long it took */
   onReplayed?: (clientId: string, written: number, ms: number) => void;
-  /** whether a queued message was already written to this connection (live, since the replay began): then
-   * it is not written again (OutgoingIndex.standing) */
-  sentOn?: (clientId: string, packet: { brokerId?: string; brokerCounter?: number }, connection: object) => boolean;
+  /** where a queued message stands for this connection (OutgoingIndex.standing): one already written to it
+   * live, since the replay began ("sent"), is not written again */
+  standing?: IdentifiersInUse["standing"];
 }
 
 /** `store`: the persistence given to Aedes (it takes it over in `listen()`, so this may run before). */
@@ -114,7 +115,7 @@ export function installBatchedReplay(aedes: Aedes, store: object, opts: ReplayOp
         await nextTurn();
         if (!live(client)) break;
       }
-      if (opts.sentOn?.(client.id, queued, client)) continue;
+      if (opts.standing?.(client.id, queued, client) === "sent") continue;
       // the packet identifier it was sent with, or the session's next one
       const packet = qosPacket(queued, client, aedes);
       try {

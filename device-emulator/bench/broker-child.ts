@@ -55,12 +55,7 @@ const aedes = await Aedes.createBroker({
 let deferred = 0;
 installRouterFixes(aedes, { cacheMatches: true, onDefer: () => deferred++ });
 // a returning persistent session's queue in batches (broker/src/replay.ts)
-const ids = backend.idsInUse;
-installBatchedReplay(
-  aedes,
-  backend.persistence,
-  ids ? { sentOn: (id: string, packet: object, conn: object) => ids.standing(id, packet, conn) === "sent" } : {},
-);
+installBatchedReplay(aedes, backend.persistence, backend.idsInUse ? { standing: backend.idsInUse.standing } : {});
 const mq = (aedes as unknown as { mq: { length: number } }).mq;
 // accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
 const acceptedAt = new WeakMap<object, number>();
