@@ -153,11 +153,13 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       // exact duplicate suppression instead of Aedes's high-water mark, which drops overtaken messages
       // (dedupe.ts); before anything can be forwarded to this client
       disableHighWaterDedupe(client);
-      // MQTT_PROMPT_DELIVERY: deliveries free their routing slot when written, not two turns later
-      // (deliver.ts); before any subscription binds the client's delivery functions
-      if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
-      // deliveries to a session that holds nearly all 65,535 packet identifiers wait (packet-ids.ts)
-      idGate?.install(client);
+      // before any subscription binds the client's delivery functions: with the in-memory queue, Aedes's
+      // delivery by the same steps, deciding in the turn it numbers a message whether it is still to be
+      // written, and deliveries to a session that holds nearly all 65,535 packet identifiers wait
+      // (packet-ids.ts); MQTT_PROMPT_DELIVERY: deliveries free their routing slot when written, not two turns
+      // later (deliver.ts)
+      if (idGate) idGate.install(client, { prompt: config.MQTT_PROMPT_DELIVERY });
+      else if (config.MQTT_PROMPT_DELIVERY) installPromptDelivery(client);
       countDrainWaits(client, () => metrics.drainWaits.inc());
       hooks.preConnect(client, packet, callback);
     },

@@ -94,8 +94,9 @@ export function qosPacket(original: object, client: object, broker: object): Out
   return packet;
 }
 
-/** Aedes's `write()`, calling back at once instead of on the next turn when the socket took the packet. */
-function writeNow(client: DeliveryClient, packet: OutPacket, done: Callback): void {
+/** Aedes's `write()`; with `prompt`, calling back at once instead of on the next turn when the socket took
+ * the packet (or refused it). */
+function write(client: DeliveryClient, packet: OutPacket, prompt: boolean, done: Callback): void {
   let error: Error | null = null;
   if (client.connecting || client.connected) {
     try {
@@ -109,13 +110,37 @@ function writeNow(client: DeliveryClient, packet: OutPacket, done: Callback): vo
   } else {
     error = new Error("connection closed");
   }
-  done(error);
+  if (prompt) done(error);
+  else setImmediate(done, error);
 }
 
-export function installPromptDelivery(client: object): boolean {
+export interface DeliveryOptions {
+  /** free the routing slot when the packet is written (MQTT_PROMPT_DELIVERY), not two turns later */
+  prompt?: boolean;
+  /**
+   * For a persistent session's queued delivery (not a retained one): true when its message is not to be
+   * written — decided in the turn it is numbered and written, so nothing can change the answer before the
+   * write (packet-ids.ts). Aedes decides nothing there: a message removed from the queue meanwhile makes its
+   * `outgoingUpdate` fail ("no such packet") and the connection close.
+   */
+  skip?(packet: OutPacket): boolean;
+}
+
+/** MQTT_PROMPT_DELIVERY: `installDelivery` with `prompt`. */
+export const installPromptDelivery = (client: object): boolean => installDelivery(client, { prompt: true });
+
+/**
+ * Aedes's QoS 1/2 delivery function replaced by the same steps (above). Without `prompt` its pacing is
+ * Aedes's own — the packet numbered and written on the next turn, the routing slot given back on the turn
+ * after — and what differs is only `skip`, asked in the turn the packet is numbered. With `prompt` the
+ * QoS 0 delivery is replaced too, and neither waits a turn.
+ */
+export function installDelivery(client: object, opts: DeliveryOptions = {}): boolean {
   const c = client as DeliveryClient;
   if (typeof c.deliverQoS !== "function" || typeof c.deliver0 !== "function") return false;
   const broker = c.broker;
+  const prompt = opts.prompt === true;
+  const skip = opts.skip;
 
   // Aedes's getToForwardPacket: no-local (MQTT 5), its duplicate check, then the broker's authorizeForward
   const forwardable = (packet: OutPacket): OutPacket | null | undefined => {
@@ -136,42 +161,53 @@ export function installPromptDelivery(client: object): boolean {
       done(); // not the error: mqemitter would throw it
       return;
     }
-    writeNow(c, packet, (e) => {
+    write(c, packet, prompt, (e) => {
       if (e) c.emit("error", e);
       done();
     });
   };
+
+  const sendQoS = (toForward: OutPacket, cb: Callback) => {
+    const queued = !c.clean && !toForward.retain;
+    // (its routing slot back at once: this already is the turn after the delivery came)
+    if (queued && skip?.(toForward)) return cb();
+    const packet = qosPacket(toForward, c, broker);
+    // downgraded to the subscription's QoS
+    const sub = c.subscriptions[packet.topic];
+    if (sub && (sub.qos || 0) < packet.qos) packet.qos = sub.qos as number;
+    packet.writeCallback = cb;
+    if (!queued) writeQoS(null, packet);
+    else {
+      const doWrite = (err: unknown = null) => writeQoS(err, packet);
+      broker.persistence.outgoingUpdate(c, packet).then(doWrite, doWrite);
+    }
+  };
+
+  c.deliverQoS = function deliverQoS(original, cb) {
+    if (original.qos === 0) return c.deliver0(original, cb);
+    const toForward = forwardable(original);
+    if (toForward) {
+      if (prompt) sendQoS(toForward, cb);
+      else setImmediate(sendQoS, toForward, cb);
+    } else {
+      // nothing to send: its queue entry, if any, goes (Aedes counts this as an error)
+      if (c.clean === false) broker.persistence.outgoingClearMessageId(c, original).then(noop, noop);
+      if (prompt) cb();
+      else setImmediate(cb);
+    }
+  };
+  if (!prompt) return true;
 
   c.deliver0 = function promptDeliver0(original, cb) {
     const toForward = forwardable(original);
     if (!toForward) return cb();
     const packet = new AedesPacket(toForward, broker);
     packet.qos = 0;
-    writeNow(c, packet, (err) => {
+    write(c, packet, true, (err) => {
       c._onError(err);
       cb();
     });
   };
 
-  c.deliverQoS = function promptDeliverQoS(original, cb) {
-    if (original.qos === 0) return c.deliver0(original, cb);
-    const toForward = forwardable(original);
-    if (toForward) {
-      const packet = qosPacket(toForward, c, broker);
-      // downgraded to the subscription's QoS
-      const sub = c.subscriptions[packet.topic];
-      if (sub && (sub.qos || 0) < packet.qos) packet.qos = sub.qos as number;
-      packet.writeCallback = cb;
-      if (c.clean || packet.retain) writeQoS(null, packet);
-      else {
-        const doWrite = (err: unknown = null) => writeQoS(err, packet);
-        broker.persistence.outgoingUpdate(c, packet).then(doWrite, doWrite);
-      }
-    } else {
-      // nothing to send: its queue entry, if any, goes (Aedes counts this as an error)
-      if (c.clean === false) broker.persistence.outgoingClearMessageId(c, original).then(noop, noop);
-      cb();
-    }
-  };
   return true;
 }

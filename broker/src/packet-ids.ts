@@ -18,6 +18,7 @@
  * a message to the connection it was already written to (the replay and a live delivery).
  */
 
+import { installDelivery } from "./deliver.ts";
 import { Fifo } from "./emitter-queue.ts";
 import type { Standing } from "./outgoing-index.ts";
 
@@ -68,19 +69,35 @@ export interface IdentifierGateOptions {
  * until a PUBACK frees identifiers (`onRelease`), instead of taking identifiers in use. If the connection
  * closes meanwhile, the waiting deliveries give their slots back unwritten: their messages are in the
  * session's queue, and the next connection's replay sends them. If no PUBACK frees one within
- * `holdTimeoutMs`, the connection is closed (and so the same). And for every persistent-session delivery:
+ * `holdTimeoutMs`, the connection is closed (and so the same).
+ *
+ * And for every persistent-session delivery, in the turn it is numbered and written (deliver.ts, `skip`):
  * not written when its message was already written to this connection (from the replayed queue) or is no
- * longer in the session's queue (`standing`). Install per client in `preConnect`, after anything else that
- * replaces `deliverQoS`.
+ * longer in the session's queue (`standing`). Decided any earlier — when Aedes is handed the delivery, a
+ * turn before it numbers it — the replay could write the message in between (a second copy under a second
+ * identifier, the first then free for another message while its PUBACK is on the way), or the PUBACK for
+ * the replayed copy remove it (Aedes then closes the connection: "no such packet").
+ *
+ * Install per client in `preConnect`, instead of `installPromptDelivery` (`prompt` does the same here),
+ * before anything else that wraps `deliverQoS`.
  */
 export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGateOptions) {
   const limit = 65535 - IDS_RESERVE;
   const flushers = new Map<string, () => void>();
   inUse.onRelease((clientId) => flushers.get(clientId)?.());
   return {
-    install(client: object): boolean {
+    /** The delivery functions (with the skip) and the hold; false, leaving the client alone, when it does
+     * not have Aedes 1.2's delivery functions. */
+    install(client: object, delivery: { prompt?: boolean } = {}): boolean {
       const c = client as GatedClient;
-      if (typeof c.deliverQoS !== "function") return false;
+      const skip = (packet: GatedPacket) => c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued";
+      if (!installDelivery(c, { prompt: delivery.prompt === true, skip })) return false;
+      this.hold(c);
+      return true;
+    },
+    /** The hold alone, around the client's `deliverQoS` as it is. */
+    hold(client: object): void {
+      const c = client as GatedClient;
       const deliver = c.deliverQoS;
       // deliveries on hold, oldest first; made at the first hold (most sessions never have one). A ring,
       // not an array: up to `concurrency` entries taken from the front (emitter-queue.ts)
@@ -93,8 +110,9 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
         const before = waiting.length;
         while (waiting.length > 0 && (gone || !full())) {
           const [packet, cb] = waiting.shift()!;
-          // gone, or meanwhile written from the replayed queue or acknowledged: its slot back, unwritten
-          if (gone || (c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued")) cb();
+          // gone: its slot back, unwritten (and one written meanwhile from the replayed queue, or acknowledged,
+          // is skipped by the delivery)
+          if (gone) cb();
           else deliver.call(c, packet, cb);
         }
         if (waiting.length === 0) {
@@ -110,12 +128,6 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
       c.deliverQoS = function gatedDeliverQoS(packet, cb) {
         // (a retained message sent at SUBSCRIBE is not queued: Aedes writes it without the queue)
         if (packet.qos === 0 || c.clean || packet.retain) return deliver.call(c, packet, cb);
-        // Written to this connection already, from the replayed queue; or acknowledged already (the replayed
-        // copy), or never queued for this session (its offline queue was full, or it subscribed after
-        // the message was queued): not written (again). Aedes would find no queue entry to number, and
-        // close the connection for it (or, with the queue bound installed, write it unqueued).
-        // (called back on the next turn, as Aedes does for a delivery it drops)
-        if (c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued") return void setImmediate(cb);
         if (gone || (!waiting?.length && !full())) return deliver.call(c, packet, cb);
         waiting ??= new Fifo();
         if (waiting.length === 0) {
@@ -129,7 +141,6 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
         waiting.push([packet, cb]);
         opts.onHold(c.id as string);
       };
-      return true;
     },
   };
 }

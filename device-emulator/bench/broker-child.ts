@@ -42,10 +42,12 @@ const aedes = await Aedes.createBroker({
   // routing (broker/src/dedupe.ts, docs/broker.md "Duplicate suppression")
   preConnect: (client, _packet, callback) => {
     disableHighWaterDedupe(client);
-    // deliveries free their routing slot when written (broker/src/deliver.ts) with MQTT_PROMPT_DELIVERY=true
-    if (process.env.MQTT_PROMPT_DELIVERY === "true") installPromptDelivery(client);
-    // deliveries to a session that holds nearly all 65,535 packet identifiers wait (broker/src/packet-ids.ts)
-    idGate?.install(client);
+    // as `esp-fleet broker`: Aedes's delivery by the same steps with the in-memory queue's checks, and the
+    // identifier gate (broker/src/packet-ids.ts); deliveries free their routing slot when written
+    // (broker/src/deliver.ts) with MQTT_PROMPT_DELIVERY=true
+    const prompt = process.env.MQTT_PROMPT_DELIVERY === "true";
+    if (idGate) idGate.install(client, { prompt });
+    else if (prompt) installPromptDelivery(client);
     callback(null, true);
   },
   authorizeForward: (client, packet) => (isDuplicate(client, packet) ? null : packet),
