@@ -127,6 +127,9 @@ export interface DeliveryOptions {
    * `outgoingUpdate` fail ("no such packet") and the connection close.
    */
   skip?(packet: OutPacket): boolean;
+  /** A persistent session's retained deliveries are in its queue too, and numbered through it (the
+   * identifier gate queues those sent at SUBSCRIBE, packet-ids.ts). Aedes writes them unnumbered. */
+  retainedQueued?: boolean;
 }
 
 /** MQTT_PROMPT_DELIVERY: `installDelivery` with `prompt`. */
@@ -144,6 +147,7 @@ export function installDelivery(client: object, opts: DeliveryOptions = {}): boo
   const broker = c.broker;
   const prompt = opts.prompt === true;
   const skip = opts.skip;
+  const retainedQueued = opts.retainedQueued === true;
 
   // Aedes's getToForwardPacket: no-local (MQTT 5), its duplicate check, then the broker's authorizeForward
   const forwardable = (packet: OutPacket): OutPacket | null | undefined => {
@@ -171,7 +175,7 @@ export function installDelivery(client: object, opts: DeliveryOptions = {}): boo
   };
 
   const sendQoS = (toForward: OutPacket, cb: Callback) => {
-    const queued = !c.clean && !toForward.retain;
+    const queued = !c.clean && (retainedQueued || !toForward.retain);
     // (its routing slot back at once: this already is the turn after the delivery came)
     if (queued && skip?.(toForward)) return cb();
     const packet = qosPacket(toForward, c, broker);

@@ -38,13 +38,15 @@ type Callback = (err?: Error | null) => void;
 interface GatedPacket {
   qos: number;
   retain?: boolean;
-  brokerId?: string;
+  brokerId?: string | null;
   brokerCounter?: number;
 }
 
 interface GatedClient {
   id?: string;
   clean: boolean;
+  broker: { id: string; persistence: { outgoingEnqueue(sub: { clientId: string }, packet: object): Promise<unknown> } };
+  emit(event: "error", err: unknown): boolean;
   conn: { once(event: "close", f: () => void): unknown; destroy(err?: Error): void };
   deliverQoS(packet: GatedPacket, cb: Callback): void;
 }
@@ -90,9 +92,27 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
      * not have Aedes 1.2's delivery functions. */
     install(client: object, delivery: { prompt?: boolean } = {}): boolean {
       const c = client as GatedClient;
-      const skip = (packet: GatedPacket) => c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued";
-      if (!installDelivery(c, { prompt: delivery.prompt === true, skip })) return false;
+      const skip = (packet: { brokerId?: string; brokerCounter?: number }) =>
+        c.id !== undefined && inUse.standing(c.id, packet, c) !== "queued";
+      if (!installDelivery(c, { prompt: delivery.prompt === true, skip, retainedQueued: true })) return false;
       this.hold(c);
+      // A retained message sent at SUBSCRIBE (Aedes marks it with a null broker id, so that it is not taken
+      // for a duplicate) is queued for a persistent session first, as a routed message is at its publish:
+      // numbered through the queue, its identifier is one no queued message holds (Aedes's counter alone
+      // can give it one, and its PUBACK would then remove that message), and unacknowledged it is sent
+      // again at the session's return (MQTT 3.1.1 §4.4).
+      const deliver = c.deliverQoS;
+      c.deliverQoS = function queueRetained(packet, cb) {
+        if (packet.qos === 0 || c.clean || packet.brokerId !== null || c.id === undefined) return deliver.call(c, packet, cb);
+        packet.brokerId = c.broker.id;
+        c.broker.persistence.outgoingEnqueue({ clientId: c.id }, packet).then(
+          () => deliver.call(c, packet, cb),
+          (err: unknown) => {
+            c.emit("error", err);
+            cb();
+          },
+        );
+      };
       return true;
     },
     /** The hold alone, around the client's `deliverQoS` as it is. */
@@ -126,8 +146,7 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
         setImmediate(flush);
       });
       c.deliverQoS = function gatedDeliverQoS(packet, cb) {
-        // (a retained message sent at SUBSCRIBE is not queued: Aedes writes it without the queue)
-        if (packet.qos === 0 || c.clean || packet.retain) return deliver.call(c, packet, cb);
+        if (packet.qos === 0 || c.clean) return deliver.call(c, packet, cb);
         if (gone || (!waiting?.length && !full())) return deliver.call(c, packet, cb);
         waiting ??= new Fifo();
         if (waiting.length === 0) {

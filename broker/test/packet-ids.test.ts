@@ -210,4 +210,37 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
       expect(b.broker.aedes.connectedClients).toBe(2);
       s.socket.destroy();
     });
+
+  it("a retained message sent at SUBSCRIBE to a persistent session takes no identifier its queued messages hold, and is queued like any other", async () => {
+    const b = await brokerWithQueue(opened, ID, N);
+    const first = await rawSession(b.broker.ports.mqtt);
+    await waitFor(() => publishes(first.packets).length === N, `${N} queued messages`);
+    const held = publishes(first.packets).map((p) => p.messageId as number);
+    await b.publisher.publishAsync("r/x", "retained", { qos: 1, retain: true });
+    // the connection's counter at the identifier the first unacknowledged message holds, as it can be
+    const client = (b.broker.aedes as unknown as { clients: Record<string, { _nextId: number }> }).clients[ID]!;
+    client._nextId = held[0]!;
+    first.socket.write(mqttPacket.generate({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "r/#", qos: 1 }] }));
+    await waitFor(() => publishes(first.packets).some((p) => p.topic === "r/x"), "the retained message");
+    const retained = publishes(first.packets).find((p) => p.topic === "r/x")!;
+    expect(retained.retain).toBe(true);
+    expect(held).not.toContain(retained.messageId);
+    // acknowledged, and the connection drops: the 50 come again, the retained message does not
+    first.socket.write(mqttPacket.generate({ cmd: "puback", messageId: retained.messageId as number }));
+    await new Promise((r) => setTimeout(r, 100));
+    first.socket.destroy();
+    await waitFor(() => b.broker.aedes.connectedClients === 1, "the first connection gone");
+    const second = await rawSession(b.broker.ports.mqtt);
+    await waitFor(() => publishes(second.packets).length >= N, `${N} unacknowledged messages again`);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(publishes(second.packets).map((p) => p.topic).sort()).toEqual(Array.from({ length: N }, (_, i) => `q/${i}`).sort());
+    // not acknowledged: it comes again at the next return, as a queued QoS 1 message does (MQTT 3.1.1 §4.4)
+    second.socket.write(mqttPacket.generate({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "r/#", qos: 2 }] }));
+    await waitFor(() => publishes(second.packets).some((p) => p.topic === "r/x"), "the retained message, again");
+    second.socket.destroy();
+    await waitFor(() => b.broker.aedes.connectedClients === 1, "the second connection gone");
+    const third = await rawSession(b.broker.ports.mqtt);
+    await waitFor(() => publishes(third.packets).some((p) => p.topic === "r/x"), "the unacknowledged retained message at the return");
+    third.socket.destroy();
+  });
 });
