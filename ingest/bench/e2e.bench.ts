@@ -14,7 +14,7 @@
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean] [--batch 2000 --max-pending 50000: ingest's batch and its limit of uncommitted messages]
  *        [--broker-profile DIR: a V8 CPU profile of the broker child] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=64"]
- *        [--emulator-nice N: the fleet under nice(1)]; the broker child takes MQTT_CONCURRENCY, MQTT_DRAIN_TIMEOUT_MS,
+ *        [--emulator-nice N: the fleet under nice(1)]; the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
  *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -147,7 +147,7 @@ process.once("SIGTERM", () => void abandon(143));
 const db = await openDb({ databaseUrl: db0.url, dataDir: "/nonexistent", logger, poolMax: 4 });
 await migrate(db, { logger });
 // the broker child's settings that differ from its defaults (device-emulator/bench/broker-child.ts)
-const brokerEnv = ["MQTT_CONCURRENCY", "MQTT_DRAIN_TIMEOUT_MS", "MQTT_WRITE_HIGH_WATER_KB", "MQTT_PROMPT_DELIVERY"]
+const brokerEnv = ["MQTT_CONCURRENCY", "MQTT_ACCEPT_HANDLES", "MQTT_DRAIN_TIMEOUT_MS", "MQTT_WRITE_HIGH_WATER_KB", "MQTT_PROMPT_DELIVERY"]
   .filter((k) => process.env[k] !== undefined)
   .map((k) => `${k}=${process.env[k]}`)
   .join(" ");
