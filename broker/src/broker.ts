@@ -177,7 +177,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     logger.warn("routing emitter without the expected backlog arrays: its queue stays an array (O(n) shift)");
   // a returning persistent session's queue leaves in batches, not one message per event-loop turn (replay.ts)
   installBatchedReplay(aedes, backend.persistence, {
-    ...(backend.idsInUse ? { standing: backend.idsInUse.standing } : {}),
+    ...(backend.idsInUse && idGate ? { standing: backend.idsInUse.standing, room: idGate.room } : {}),
     onReplayed(clientId, written, ms) {
       metrics.replayed.inc(written);
       if (written > 0) logger.info({ clientId, messages: written, ms: Math.round(ms) }, "session queue replayed");

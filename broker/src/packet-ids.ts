@@ -86,6 +86,7 @@ export interface IdentifierGateOptions {
 export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGateOptions) {
   const limit = 65535 - IDS_RESERVE;
   const flushers = new Map<string, () => void>();
+  const rooms = new WeakMap<object, () => Promise<Error | undefined> | undefined>();
   inUse.onRelease((clientId) => flushers.get(clientId)?.());
   return {
     /** The delivery functions (with the skip) and the hold; false, leaving the client alone, when it does
@@ -122,24 +123,58 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
       // deliveries on hold, oldest first; made at the first hold (most sessions never have one). A ring,
       // not an array: up to `concurrency` entries taken from the front (emitter-queue.ts)
       let waiting: Fifo<[packet: GatedPacket, cb: Callback]> | undefined;
+      // the replay's waits for an identifier (`room`)
+      const replayWaits: ((err: Error | undefined) => void)[] = [];
       let gone = false;
+      let flushing = false;
       let timer: NodeJS.Timeout | undefined;
-      const full = () => c.id !== undefined && inUse.count(c.id) >= limit;
+      // Deliveries passed on and not called back yet. Aedes numbers a delivery a turn after it is handed
+      // it, and a router with many slots hands over thousands in one turn: counted only once numbered,
+      // they would all pass a gate that is one identifier short of its limit.
+      let pending = 0;
+      const inUseNow = () => (c.id === undefined ? 0 : inUse.count(c.id) + pending);
+      const passOn = (packet: GatedPacket, cb: Callback) => {
+        pending++;
+        deliver.call(c, packet, () => {
+          pending--;
+          cb();
+          if (waiting?.length || replayWaits.length) flush();
+        });
+      };
       const flush = (): void => {
-        if (!waiting) return;
-        const before = waiting.length;
-        while (waiting.length > 0 && (gone || !full())) {
-          const [packet, cb] = waiting.shift()!;
-          // gone: its slot back, unwritten (and one written meanwhile from the replayed queue, or acknowledged,
-          // is skipped by the delivery)
-          if (gone) cb();
-          else deliver.call(c, packet, cb);
+        if (flushing) return;
+        flushing = true;
+        try {
+          const before = (waiting?.length ?? 0) + replayWaits.length;
+          // the replay first: it uses the reserve above the live limit, and its messages are older
+          while (replayWaits.length > 0 && (gone || inUseNow() < 65535)) {
+            replayWaits.shift()!(gone ? new Error("connection closed") : undefined);
+          }
+          while (waiting && waiting.length > 0 && (gone || inUseNow() < limit)) {
+            const [packet, cb] = waiting.shift()!;
+            // gone: its slot back, unwritten (and one written meanwhile from the replayed queue, or
+            // acknowledged, is skipped by the delivery)
+            if (gone) cb();
+            else passOn(packet, cb);
+          }
+          const after = (waiting?.length ?? 0) + replayWaits.length;
+          if (after === 0) {
+            clearTimeout(timer);
+            timer = undefined;
+            if (c.id !== undefined && flushers.get(c.id) === flush) flushers.delete(c.id);
+          } else if (after < before) timer?.refresh();
+        } finally {
+          flushing = false;
         }
-        if (waiting.length === 0) {
-          clearTimeout(timer);
-          timer = undefined;
-          if (c.id !== undefined && flushers.get(c.id) === flush) flushers.delete(c.id);
-        } else if (waiting.length < before) timer?.refresh();
+      };
+      const startWaiting = () => {
+        if (timer) return;
+        flushers.set(c.id as string, flush);
+        timer = setTimeout(() => {
+          opts.onTimeout(c.id as string);
+          c.conn.destroy(new Error("packet identifiers not released"));
+        }, opts.holdTimeoutMs);
+        timer.unref();
       };
       c.conn.once("close", () => {
         gone = true;
@@ -147,19 +182,27 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
       });
       c.deliverQoS = function gatedDeliverQoS(packet, cb) {
         if (packet.qos === 0 || c.clean) return deliver.call(c, packet, cb);
-        if (gone || (!waiting?.length && !full())) return deliver.call(c, packet, cb);
+        if (gone) return deliver.call(c, packet, cb);
+        if (!waiting?.length && inUseNow() < limit) return passOn(packet, cb);
         waiting ??= new Fifo();
-        if (waiting.length === 0) {
-          flushers.set(c.id as string, flush);
-          timer = setTimeout(() => {
-            opts.onTimeout(c.id as string);
-            c.conn.destroy(new Error("packet identifiers not released"));
-          }, opts.holdTimeoutMs);
-          timer.unref();
-        }
+        startWaiting();
         waiting.push([packet, cb]);
         opts.onHold(c.id as string);
       };
+      rooms.set(c, () => {
+        if (gone || inUseNow() < 65535) return undefined;
+        startWaiting();
+        return new Promise((resolve) => replayWaits.push(resolve));
+      });
+    },
+    /**
+     * For the replay (replay.ts), before it gives a queued message that has none an identifier:
+     * `undefined` when one is free now; otherwise a promise that resolves when a PUBACK frees one (with an
+     * error if the connection closes first — after `holdTimeoutMs` without one the gate closes it). The
+     * replay uses the last IDS_RESERVE identifiers, which live deliveries leave.
+     */
+    room(client: object): Promise<Error | undefined> | undefined {
+      return rooms.get(client)?.();
     },
   };
 }

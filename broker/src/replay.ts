@@ -64,6 +64,9 @@ export interface ReplayOptions {
   /** where a queued message stands for this connection (OutgoingIndex.standing): one already written to it
    * live, since the replay began ("sent"), is not written again */
   standing?: IdentifiersInUse["standing"];
+  /** before a queued message that has no packet identifier is given one: `undefined` when one is free,
+   * else a wait for one (an error: the connection closed) — the identifier gate's `room` (packet-ids.ts) */
+  room?: (client: object) => Promise<Error | undefined> | undefined;
 }
 
 /** `store`: the persistence given to Aedes (it takes it over in `listen()`, so this may run before). */
@@ -116,6 +119,11 @@ export function installBatchedReplay(aedes: Aedes, store: object, opts: ReplayOp
         if (!live(client)) break;
       }
       if (opts.standing?.(client.id, queued, client) === "sent") continue;
+      // a new identifier only while one is free: with all 65,535 held, the queue would give one twice
+      if (!queued.messageId) {
+        const wait = opts.room?.(client);
+        if (wait && ((await wait) || !live(client))) break; // the rest stays queued
+      }
       // the packet identifier it was sent with, or the session's next one
       const packet = qosPacket(queued, client, aedes);
       try {

@@ -125,6 +125,43 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     expect(delivered).toEqual(["zero", "a", "b", "c", "e"]);
   });
 
+  it("deliveries handed over in one turn count against the limit before Aedes numbers them", async () => {
+    const limit = 65535 - IDS_RESERVE;
+    let held = limit - 10;
+    let release: (id: string) => void = () => {};
+    const gate = createIdentifierGate(
+      { count: () => held, onRelease: (f) => (release = f), standing: () => "queued" },
+      { onHold: () => {}, holdTimeoutMs: 1000, onTimeout: () => {} },
+    );
+    const numbered: number[] = [];
+    const conn = Object.assign(new EventEmitter(), { destroy: () => conn.emit("close") });
+    const client = {
+      id: "s",
+      clean: false,
+      conn,
+      // as Aedes: numbered (an identifier taken) on the next turn, called back on the one after
+      deliverQoS(p: { qos: number; brokerCounter: number }, cb: () => void) {
+        setImmediate(() => {
+          held++;
+          numbered.push(p.brokerCounter);
+          setImmediate(cb);
+        });
+      },
+    };
+    gate.hold(client);
+    // a router with many slots hands 50 deliveries over in one turn
+    for (let i = 0; i < 50; i++) client.deliverQoS({ qos: 1, brokerCounter: i }, () => {});
+    await new Promise((r) => setTimeout(r, 20));
+    expect(numbered).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    expect(held).toBe(limit);
+    held -= 5;
+    release("s");
+    await new Promise((r) => setTimeout(r, 20));
+    expect(numbered).toHaveLength(15);
+    expect(held).toBe(limit);
+    conn.destroy();
+  });
+
   it("a returning session's new deliveries never take an identifier its unacknowledged messages hold", async () => {
     const b = await brokerWithQueue(opened, ID, N);
     const pub = b.publisher;
@@ -243,4 +280,32 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     await waitFor(() => publishes(third.packets).some((p) => p.topic === "r/x"), "the unacknowledged retained message at the return");
     third.socket.destroy();
   });
+
+  it("the replay of a queue longer than 65,535 gives no identifier twice: it waits for PUBACKs to free one", async () => {
+    const b = await brokerWithQueue(opened, ID, 0);
+    const aedes = b.broker.aedes as unknown as {
+      id: string;
+      persistence: { outgoingEnqueue(s: object, p: object): Promise<unknown> };
+    };
+    const total = 65535 + 100;
+    for (let i = 0; i < total; i++)
+      await aedes.persistence.outgoingEnqueue(
+        { clientId: ID },
+        { cmd: "publish", topic: `q/${i}`, payload: Buffer.from("x"), qos: 1, retain: false, dup: false, brokerId: aedes.id, brokerCounter: 1e9 + i },
+      );
+    const s = await rawSession(b.broker.ports.mqtt);
+    await waitFor(() => publishes(s.packets).length >= 65535, "65,535 replayed", 30_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const first = publishes(s.packets);
+    // every identifier once; the rest wait
+    expect(first).toHaveLength(65535);
+    expect(new Set(first.map((p) => p.messageId)).size).toBe(65535);
+    // PUBACKs for the first 100 free 100 identifiers: the last 100 go out, under those
+    for (const p of first.slice(0, 100)) s.socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId as number }));
+    await waitFor(() => publishes(s.packets).length === total, "the rest of the queue", 10_000);
+    const rest = publishes(s.packets).slice(65535);
+    expect(rest.map((p) => p.topic)).toEqual(Array.from({ length: 100 }, (_, i) => `q/${65535 + i}`));
+    expect(new Set(rest.map((p) => p.messageId))).toEqual(new Set(first.slice(0, 100).map((p) => p.messageId)));
+    s.socket.destroy();
+  }, 60_000);
 });

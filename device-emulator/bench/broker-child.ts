@@ -57,7 +57,11 @@ const aedes = await Aedes.createBroker({
 let deferred = 0;
 installRouterFixes(aedes, { cacheMatches: true, onDefer: () => deferred++ });
 // a returning persistent session's queue in batches (broker/src/replay.ts)
-installBatchedReplay(aedes, backend.persistence, backend.idsInUse ? { standing: backend.idsInUse.standing } : {});
+installBatchedReplay(
+  aedes,
+  backend.persistence,
+  backend.idsInUse && idGate ? { standing: backend.idsInUse.standing, room: idGate.room } : {},
+);
 const mq = (aedes as unknown as { mq: { length: number } }).mq;
 // accept → CONNACK time, worst per second: what a connecting device waits for (its connect timeout)
 const acceptedAt = new WeakMap<object, number>();
