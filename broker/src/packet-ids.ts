@@ -14,8 +14,9 @@
  *
  * Two parts. The in-memory session queue gives a delivery numbered with an identifier another queued
  * message holds a free one instead (`OutgoingIndex` with `uniqueIds`, in its `outgoingUpdate`, before
- * Aedes writes the packet). And, here, flow control for when (nearly) all are held, and no second copy of
- * a message to the connection it was already written to (the replay and a live delivery).
+ * Aedes writes the packet). And, here, flow control for when (nearly) all are held — for live deliveries
+ * and for the replay — no second copy of a message to the connection it was already written to (the
+ * replay and a live delivery), and a retained message sent at SUBSCRIBE numbered through the queue too.
  */
 
 import { installDelivery } from "./deliver.ts";
@@ -51,7 +52,8 @@ interface GatedClient {
   deliverQoS(packet: GatedPacket, cb: Callback): void;
 }
 
-/** Identifiers kept back for replayed messages that had none yet (the replay does not wait at the gate). */
+/** Identifiers kept back from live deliveries for replayed messages that had none yet (the replay waits only
+ * when all 65,535 are in use, `room`). */
 export const IDS_RESERVE = 1024;
 
 export interface IdentifierGateOptions {
