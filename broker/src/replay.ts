@@ -118,12 +118,13 @@ export function installBatchedReplay(aedes: Aedes, store: object, opts: ReplayOp
         await nextTurn();
         if (!live(client)) break;
       }
-      if (opts.standing?.(client.id, queued, client) === "sent") continue;
       // a new identifier only while one is free: with all 65,535 held, the queue would give one twice
       if (!queued.messageId) {
         const wait = opts.room?.(client);
         if (wait && ((await wait) || !live(client))) break; // the rest stays queued
       }
+      // (asked after any wait: a live delivery may have written it meanwhile)
+      if (opts.standing?.(client.id, queued, client) === "sent") continue;
       // the packet identifier it was sent with, or the session's next one
       const packet = qosPacket(queued, client, aedes);
       try {
