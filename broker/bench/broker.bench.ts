@@ -8,7 +8,9 @@
  * Figures are printed with Mosquitto ratios. Options (env): BENCH_QOS0_N, BENCH_QOS1_N, BENCH_IDLE (0 = skip
  * phase 2), BENCH_RATE_S, BENCH_BROKER_ARGS (node flags for the broker, e.g. --cpu-prof),
  * BENCH_VARIANT ("MQTT_X=off …": also run our broker with these settings, 1→1 only, for an A/B),
- * BENCH_VARIANT_ROOT (… or the broker of another checkout, e.g. the commit before a change).
+ * BENCH_VARIANT_ROOT (… or the broker of another checkout, e.g. the commit before a change),
+ * BENCH_PERSISTENT_SUB=1 (the QoS 1 subscriber has a persistent session, as ingest: every message through
+ * its session queue).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -24,6 +26,7 @@ const QOS1_N = Number(process.env.BENCH_QOS1_N ?? 40_000);
 const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
 const WARMUP_N = Number(process.env.BENCH_WARMUP_N ?? 20_000);
 const RATE_S = Number(process.env.BENCH_RATE_S ?? 10);
+const PERSISTENT_SUB = process.env.BENCH_PERSISTENT_SUB === "1";
 const root = new URL("../..", import.meta.url).pathname;
 const payload = Buffer.alloc(200, 0x5a);
 
@@ -115,9 +118,9 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function connectOne(port: number, clientId: string): Promise<MqttClient> {
+function connectOne(port: number, clientId: string, clean = true): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const c = mqtt.connect({ host: "127.0.0.1", port, clientId, reconnectPeriod: 0, connectTimeout: 60_000, keepalive: 0 });
+    const c = mqtt.connect({ host: "127.0.0.1", port, clientId, clean, reconnectPeriod: 0, connectTimeout: 60_000, keepalive: 0 });
     c.once("connect", () => resolve(c));
     c.once("error", (e) => reject(e));
   });
@@ -146,7 +149,7 @@ function procStatsSync(pid: number): { cpuTicks: number } {
 }
 
 async function oneToOne(t: Target, qos: 0 | 1, n: number): Promise<OneToOne> {
-  const sub = await connectOne(t.port, `sub-${qos}`);
+  const sub = await connectOne(t.port, `sub-${qos}`, !(PERSISTENT_SUB && qos > 0));
   const pub = await connectOne(t.port, `pub-${qos}`);
   await sub.subscribeAsync("bench/one", { qos });
   let got = 0;
