@@ -81,10 +81,10 @@ class SessionQueue {
   #nextFree = 1;
 
   /** A packet identifier no message of this queue holds, searching on from the last one given (so a
-   * block of identifiers held by an earlier connection is crossed once, not per delivery); `fallback`
+   * block of identifiers held by an earlier connection is crossed once, not per delivery); `undefined`
    * when all 65,535 are held. */
-  freeId(fallback: number): number {
-    if (this.byMessageId.size >= 65535) return fallback;
+  freeId(): number | undefined {
+    if (this.byMessageId.size >= 65535) return undefined;
     let id = this.#nextFree;
     for (let i = 0; i < 65535 && this.byMessageId.has(id); i++) id = id >= 65535 ? 1 : id + 1;
     this.#nextFree = id >= 65535 ? 1 : id + 1;
@@ -209,7 +209,14 @@ export class OutgoingIndex {
     if (same && (!other || same.seq < other.seq)) {
       if (this.uniqueIds) {
         const id = packet.messageId;
-        if (id !== undefined && q.heldByOther(id, same)) packet.messageId = q.freeId(id);
+        if (id !== undefined && q.heldByOther(id, same)) {
+          const free = q.freeId();
+          // Given twice, a PUBACK would remove the older message. The identifier gate keeps sessions below
+          // this (packet-ids.ts); should anything get past it, the delivery fails — Aedes closes the
+          // connection and the message stays queued for the next — rather than lose a message.
+          if (free === undefined) throw new Error("no free packet identifier: all 65,535 are held by unacknowledged messages");
+          packet.messageId = free;
+        }
         same.sentOn = connection;
       }
       q.setId(same, packet.messageId);
