@@ -30,6 +30,12 @@ function rawSession(port: number): Promise<{ socket: Socket; packets: Packet[] }
   });
 }
 
+/** A stand-in for a client's socket: `destroy()` emits 'close', as a socket's does. */
+function closingConn(): EventEmitter & { destroy(): void } {
+  const conn = Object.assign(new EventEmitter(), { destroy: () => void conn.emit("close") });
+  return conn;
+}
+
 const publishes = (packets: Packet[]) =>
   packets.filter((p): p is mqttPacket.IPublishPacket => p.cmd === "publish");
 
@@ -78,6 +84,24 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     expect(plain.clear("s", 7)?.brokerCounter).toBe(1);
   });
 
+  it("with all 65,535 identifiers held the session queue refuses to number another message rather than give one twice", () => {
+    const index = new OutgoingIndex({ uniqueIds: true });
+    const msg = (n: number) => ({ cmd: "publish", topic: "t", qos: 1, brokerId: "b", brokerCounter: n });
+    for (let n = 1; n <= 65535; n++) {
+      index.enqueue("s", msg(n));
+      index.update("s", { ...msg(n), messageId: n });
+    }
+    index.enqueue("s", msg(65536));
+    expect(() => index.update("s", { ...msg(65536), messageId: 7 })).toThrow(/no free packet identifier/);
+    expect(index.idsHeld("s")).toBe(65535);
+    // the message stays queued, unnumbered; once a PUBACK frees one it is numbered with that one
+    expect(index.standing("s", msg(65536), {})).toBe("queued");
+    index.clear("s", 300);
+    const next = { ...msg(65536), messageId: 7 };
+    index.update("s", next);
+    expect(next.messageId).toBe(300);
+  });
+
   it("deliveries wait while the session holds nearly every identifier, and go on, in order, as PUBACKs free them", async () => {
     let held = 65535 - IDS_RESERVE;
     let release: (id: string) => void = () => {};
@@ -89,7 +113,7 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     );
     const delivered: string[] = [];
     const slotsBack: string[] = [];
-    const conn = Object.assign(new EventEmitter(), { destroy: () => conn.emit("close") });
+    const conn = closingConn();
     const client = {
       id: "s",
       clean: false,
@@ -134,7 +158,7 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
       { onHold: () => {}, holdTimeoutMs: 1000, onTimeout: () => {} },
     );
     const numbered: number[] = [];
-    const conn = Object.assign(new EventEmitter(), { destroy: () => conn.emit("close") });
+    const conn = closingConn();
     const client = {
       id: "s",
       clean: false,
