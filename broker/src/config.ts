@@ -10,7 +10,7 @@ export const BrokerConfigSchema = z.object({
   MQTT_HOST: env.string("0.0.0.0", "interface the MQTT, WebSocket and TLS listeners bind to"),
   MQTT_PORT: env.port(1883, "MQTT over TCP listener port (0 = any free port)"),
   MQTT_ACCEPT_HANDLES: env.int(
-    16,
+    64,
     1,
     256,
     "listening descriptors of the MQTT TCP port: a busy broker accepts this many connections per event-loop iteration (Node accepts one per descriptor), so a fleet reconnecting at once gets in; 1 = Node's single one",

@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=16] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=64] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -83,9 +83,9 @@ loopDelay.enable();
 const gc = watchGc();
 const port = Number(process.argv[2] ?? 0);
 await new Promise<void>((resolve) => server.listen({ port, host: "127.0.0.1", backlog: LISTEN_BACKLOG }, resolve));
-// and its listening descriptors (MQTT_ACCEPT_HANDLES, 16 as the broker's default): that many accepts per loop
+// and its listening descriptors (MQTT_ACCEPT_HANDLES, 64 as the broker's default): that many accepts per loop
 // iteration, not 1
-const extraListeners = await acceptCopies(server, Number(process.env.MQTT_ACCEPT_HANDLES ?? 16) - 1, LISTEN_BACKLOG, onConnection);
+const extraListeners = await acceptCopies(server, Number(process.env.MQTT_ACCEPT_HANDLES ?? 64) - 1, LISTEN_BACKLOG, onConnection);
 let clients = 0;
 aedes.on("client", (client) => {
   clients++;
