@@ -103,7 +103,9 @@ export function createIdentifierGate(inUse: IdentifiersInUse, opts: IdentifierGa
       // for a duplicate) is queued for a persistent session first, as a routed message is at its publish:
       // numbered through the queue, its identifier is one no queued message holds (Aedes's counter alone
       // can give it one, and its PUBACK would then remove that message), and unacknowledged it is sent
-      // again at the session's return (MQTT 3.1.1 §4.4).
+      // again at the session's return (MQTT 3.1.1 §4.4). Outside the hold, so that a retained delivery on
+      // hold when the connection closes is in the queue for the next one, as a routed one is. (Its numbering
+      // through the queue is `retainedQueued` above.)
       const deliver = c.deliverQoS;
       c.deliverQoS = function queueRetained(packet, cb) {
         if (packet.qos === 0 || c.clean || packet.brokerId !== null || c.id === undefined) return deliver.call(c, packet, cb);
