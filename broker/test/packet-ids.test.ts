@@ -140,7 +140,8 @@ describe("packet identifiers of a persistent session (packet-ids.ts, outgoing-in
     // their slots back unwritten (the queue keeps them for the next connection)
     held = 65535;
     send("d");
-    await new Promise((r) => setTimeout(r, 80));
+    // (the 50 ms timer, then the close's turn: waited for, not slept on — a loaded CI runner was late)
+    await waitFor(() => slotsBack.length === 5, "the held delivery's slot back after the timeout", 5000, 5);
     expect(timeouts).toEqual(["s"]);
     expect(delivered).toEqual(["zero", "a", "b", "c"]);
     expect(slotsBack).toEqual(["zero", "a", "b", "c", "d"]);
