@@ -10,7 +10,8 @@
  * BENCH_VARIANT ("MQTT_X=off …": also run our broker with these settings, 1→1 only, for an A/B),
  * BENCH_VARIANT_ROOT (… or the broker of another checkout, e.g. the commit before a change),
  * BENCH_PERSISTENT_SUB=1 (the QoS 1 subscriber has a persistent session, as ingest: every message through
- * its session queue).
+ * its session queue), BENCH_FLEET_QOS=1 (phase 2 as bench:e2e's traffic: devices at QoS 1, a persistent
+ * QoS 1 subscriber, as ingest), BENCH_VARIANT_FLEET=1 (the variant runs phase 2 too, for an A/B of it).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -27,6 +28,9 @@ const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
 const WARMUP_N = Number(process.env.BENCH_WARMUP_N ?? 20_000);
 const RATE_S = Number(process.env.BENCH_RATE_S ?? 10);
 const PERSISTENT_SUB = process.env.BENCH_PERSISTENT_SUB === "1";
+const FLEET_QOS = process.env.BENCH_FLEET_QOS === "1" ? 1 : 0;
+// BENCH_VARIANT_FLEET=1: the variant also runs phase 2 (the fleet at 1 msg/s), for an A/B of that shape
+const VARIANT_FLEET = process.env.BENCH_VARIANT_FLEET === "1";
 const root = new URL("../..", import.meta.url).pathname;
 const payload = Buffer.alloc(200, 0x5a);
 
@@ -197,7 +201,7 @@ async function oneToOne(t: Target, qos: 0 | 1, n: number): Promise<OneToOne> {
 async function idleAndRate(
   t: Target,
   n: number,
-): Promise<{ perConnKb: number; rssMb: number; rate: number; offered: number; cpuPct: number; connected: number }> {
+): Promise<{ perConnKb: number; rssMb: number; rate: number; offered: number; lost: number; cpuPct: number; brokerUs: number; connected: number }> {
   const before = await procStats(t.pid);
   const clients: MqttClient[] = [];
   for (let i = 0; i < n; i += 250) {
@@ -209,10 +213,12 @@ async function idleAndRate(
   await sleep(2000);
   const after = await procStats(t.pid);
   const perConnKb = (after.rssKb - before.rssKb) / clients.length;
-  const sub = await connectOne(t.port, "rate-sub");
+  // BENCH_FLEET_QOS=1: as bench:e2e's traffic — devices publish at QoS 1, and the subscriber has a
+  // persistent QoS 1 session, as ingest (every message through its session queue, each acknowledged)
+  const sub = await connectOne(t.port, "rate-sub", FLEET_QOS === 0);
   let got = 0;
   sub.on("message", () => got++);
-  await sub.subscribeAsync("bench/+/telemetry", { qos: 0 });
+  await sub.subscribeAsync("bench/+/telemetry", { qos: FLEET_QOS });
   const c0 = await procStats(t.pid);
   const t0 = performance.now();
   let offered = 0;
@@ -222,7 +228,7 @@ async function idleAndRate(
     const tickStart = performance.now();
     for (let k = 0; k < perTick; k++) {
       const c = clients[(s * perTick + k) % clients.length]!;
-      c.publish(`bench/${c.options.clientId}/telemetry`, payload, { qos: 0 });
+      c.publish(`bench/${c.options.clientId}/telemetry`, payload, { qos: FLEET_QOS });
       offered++;
     }
     await sleep(Math.max(0, 50 - (performance.now() - tickStart)));
@@ -232,7 +238,10 @@ async function idleAndRate(
   const c1 = await procStats(t.pid);
   const cpuPct = ((c1.cpuTicks - c0.cpuTicks) / 100 / secs) * 100;
   await Promise.all([...clients, sub].map((c) => c.endAsync(true)));
-  return { perConnKb, rssMb: after.rssKb / 1024, rate: got / (secs - 1), offered, cpuPct, connected: clients.length };
+  // brokerUs: broker CPU per delivered message (over the phase and its 1 s tail)
+  const brokerUs = ((c1.cpuTicks - c0.cpuTicks) * 1e4) / Math.max(1, got);
+  const lost = offered - got;
+  return { perConnKb, rssMb: after.rssKb / 1024, rate: got / (secs - 1), offered, lost, cpuPct, brokerUs, connected: clients.length };
 }
 
 async function measure(start: () => Promise<Target>, idleN = IDLE) {
@@ -263,7 +272,9 @@ const variantEnv = Object.fromEntries(
 // BENCH_VARIANT_ROOT=/path: … or the broker of another checkout (e.g. `git archive <commit>` + node_modules link)
 const variantRoot = process.env.BENCH_VARIANT_ROOT;
 const variant =
-  process.env.BENCH_VARIANT || variantRoot ? await measure(() => startOurs(variantEnv, variantRoot ?? root), 0) : undefined;
+  process.env.BENCH_VARIANT || variantRoot
+    ? await measure(() => startOurs(variantEnv, variantRoot ?? root), VARIANT_FLEET ? IDLE : 0)
+    : undefined;
 const ours = await measure(() => startOurs());
 const mosq = await measure(startMosquitto);
 const f = (v: number, d = 0) => v.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
@@ -302,8 +313,17 @@ if (ours.idle && mosq.idle)
       ratio(ours.idle.perConnKb, mosq.idle.perConnKb),
     ],
     ["broker RSS with them (MB)", f(ours.idle.rssMb), f(mosq.idle.rssMb), ""],
-    [`${IDLE} clients @1 msg/s: delivered msg/s`, f(ours.idle.rate), f(mosq.idle.rate), ratio(ours.idle.rate, mosq.idle.rate)],
+    [`${IDLE} clients @1 msg/s QoS ${FLEET_QOS}: delivered msg/s`, f(ours.idle.rate), f(mosq.idle.rate), ratio(ours.idle.rate, mosq.idle.rate)],
+    ["  not delivered", `${ours.idle.lost}/${ours.idle.offered}`, `${mosq.idle.lost}/${mosq.idle.offered}`, ""],
     ["  broker CPU during it (% of one core)", f(ours.idle.cpuPct), f(mosq.idle.cpuPct), ""],
+    ["  broker CPU µs per delivered msg", f(ours.idle.brokerUs, 1), f(mosq.idle.brokerUs, 1), ratio(ours.idle.brokerUs, mosq.idle.brokerUs)],
+  );
+if (variant?.idle && mosq.idle)
+  rows.push(
+    [`variant, ${IDLE} clients @1 msg/s QoS ${FLEET_QOS}`, f(variant.idle.rate), f(mosq.idle.rate), ratio(variant.idle.rate, mosq.idle.rate)],
+    ["  not delivered", `${variant.idle.lost}/${variant.idle.offered}`, "", ""],
+    ["  broker CPU during it (% of one core)", f(variant.idle.cpuPct), "", ""],
+    ["  broker CPU µs per delivered msg", f(variant.idle.brokerUs, 1), "", ratio(variant.idle.brokerUs, mosq.idle.brokerUs)],
   );
 const width = [40, 14, 14, 8];
 const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join(" ");

@@ -13,7 +13,7 @@
  * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean] [--batch 2000 --max-pending 50000: ingest's batch and its limit of uncommitted messages]
- *        [--broker-profile DIR: a V8 CPU profile of the broker child] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=64"]
+ *        [--broker-profile DIR, --emulator-profile DIR: a V8 CPU profile of the broker or the fleet child; of ingest: node --cpu-prof --import tsx ingest/bench/e2e.bench.ts] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=64"]
  *        [--emulator-nice N: the fleet under nice(1)]; the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
  *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set
  */
@@ -102,6 +102,7 @@ const { values } = parseArgs({
     // as deployed (docker-compose.yml, docs/broker.md "Young generation"): V8's semi-space at 64 MB
     "broker-flags": { type: "string", default: "--max-semi-space-size=64" },
     "emulator-nice": { type: "string", default: "0" },
+    "emulator-profile": { type: "string" },
   },
 });
 process.env.TEST_DATABASE_URL ||= "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -389,7 +390,7 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
     }
     if (tag === "FAIL") reject(new Error(data));
     if (tag === "DONE") resolve(JSON.parse(data) as Record<string, number>);
-  }, [], Number(values["emulator-nice"]));
+  }, values["emulator-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["emulator-profile"]}`] : [], Number(values["emulator-nice"]));
   c.once("exit", (code) => code && reject(new Error(`emulator exited with ${code}`)));
 }).catch(async (e: unknown) => {
   await stopChildren();
