@@ -34,11 +34,30 @@ export function coalesceWrites<S extends Corkable>(stream: S): S {
     if (!scheduled) {
       scheduled = true;
       this.cork();
-      setImmediate(flush);
+      flushSoon(flush);
     }
     return write.apply(this, args);
   } as S["write"];
   return stream;
+}
+
+/**
+ * One `setImmediate` for every socket corked in a turn, not one each: under a fleet most sockets get one
+ * packet a turn (a PUBACK), so the broker scheduled an immediate per message for it. The flushes run in
+ * the order their sockets were first written; one added while they run (a socket written from within a
+ * flush) gets an immediate of its own, as before.
+ */
+let pending: (() => void)[] = [];
+let spare: (() => void)[] = [];
+function flushAll(): void {
+  const run = pending;
+  pending = spare;
+  for (let i = 0; i < run.length; i++) run[i]!();
+  run.length = 0;
+  spare = run;
+}
+function flushSoon(flush: () => void): void {
+  if (pending.push(flush) === 1) setImmediate(flushAll);
 }
 
 /**

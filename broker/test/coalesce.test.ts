@@ -47,6 +47,33 @@ describe("coalesceWrites", () => {
     expect(batches).toEqual([["a1", "a2", "b1", "b2", "c1", "c2"], ["d"]]);
   });
 
+  it("flushes every stream written in a turn from one immediate, each as its own batch", async () => {
+    const streams = [recorder(), recorder(), recorder()];
+    for (const r of streams) coalesceWrites(r.stream);
+    const realSetImmediate = globalThis.setImmediate;
+    let scheduled = 0;
+    globalThis.setImmediate = ((...args: Parameters<typeof setImmediate>) => {
+      scheduled++;
+      return realSetImmediate(...args);
+    }) as typeof setImmediate;
+    try {
+      streams.forEach((r, i) => {
+        r.stream.write(`${i}a`);
+        r.stream.write(`${i}b`);
+      });
+    } finally {
+      globalThis.setImmediate = realSetImmediate;
+    }
+    expect(scheduled).toBe(1);
+    await turn();
+    expect(streams.map((r) => r.batches)).toEqual([[["0a", "0b"]], [["1a", "1b"]], [["2a", "2b"]]]);
+    // and the next turn's writes are the next batch
+    streams[1]!.stream.write("1c");
+    await turn();
+    await turn();
+    expect(streams[1]!.batches).toEqual([["1a", "1b"], ["1c"]]);
+  });
+
   it("keeps back-pressure: write() returns false past the high-water mark and 'drain' follows the flush", async () => {
     const { stream, batches } = recorder(8);
     coalesceWrites(stream);
