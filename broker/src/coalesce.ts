@@ -23,20 +23,24 @@ export interface Corkable {
   readonly writableLength: number;
 }
 
+/** Node's `write(chunk, encoding?, callback?)`, as the wrappers call it on. */
+type Write = (this: unknown, chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
+
 export function coalesceWrites<S extends Corkable>(stream: S): S {
-  const write = stream.write;
+  const write = stream.write as Write;
   let scheduled = false;
   const flush = () => {
     scheduled = false;
     stream.uncork();
   };
-  stream.write = function coalescedWrite(this: S, ...args: never[]) {
+  // (three parameters, not a rest array: Node's write() takes at most three, and this runs for every packet)
+  stream.write = function coalescedWrite(this: S, chunk: unknown, encoding?: unknown, cb?: unknown) {
     if (!scheduled) {
       scheduled = true;
       this.cork();
       flushSoon(flush);
     }
-    return write.apply(this, args);
+    return write.call(this, chunk, encoding, cb);
   } as S["write"];
   return stream;
 }
@@ -77,9 +81,9 @@ function flushSoon(flush: () => void): void {
  * that is not read.
  */
 export function raiseWriteHighWater<S extends Corkable>(stream: S, highWaterMark: number): S {
-  const write = stream.write;
-  stream.write = function highWaterWrite(this: S, ...args: never[]) {
-    return write.apply(this, args) || this.writableLength < highWaterMark;
+  const write = stream.write as Write;
+  stream.write = function highWaterWrite(this: S, chunk: unknown, encoding?: unknown, cb?: unknown) {
+    return write.call(this, chunk, encoding, cb) || this.writableLength < highWaterMark;
   } as S["write"];
   return stream;
 }
