@@ -21,6 +21,7 @@ import { installJsonMirror } from "./json-mirror.ts";
 import { installBatchedReplay } from "./replay.ts";
 import { installPromptDelivery } from "./deliver.ts";
 import { createIdentifierGate } from "./packet-ids.ts";
+import { installFastPublish, type PacketParser } from "./fast-publish.ts";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
 import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
@@ -280,6 +281,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       metrics.oversizedPackets.inc();
       logger.warn({ transport, length, max: config.MQTT_MAX_PACKET_SIZE }, "oversized packet: connection closed");
     });
+    // whole PUBLISH packets read directly; anything else, and anything over the limit, by mqtt-packet (fast-publish.ts)
+    installFastPublish((client as unknown as { _parser: PacketParser })._parser, config.MQTT_MAX_PACKET_SIZE);
   };
 
   const listeners: Listener[] = [];

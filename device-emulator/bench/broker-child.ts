@@ -1,6 +1,6 @@
 /**
  * An in-memory Aedes broker (with the broker package's in-memory backend — retained messages indexed by
- * topic level, see broker/src/retained-index.ts — and its router fixes and throughput settings, below, as
+ * topic level, see broker/src/retained-index.ts — and its router fixes, PUBLISH fast path and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
  * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=64] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] tsx device-emulator/bench/broker-child.ts [port]
@@ -14,6 +14,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Aedes } from "aedes";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "@esp-fleet/broker/coalesce";
 import { acceptCopies } from "@esp-fleet/broker/accept-copies";
+import { installFastPublish, type PacketParser } from "@esp-fleet/broker/fast-publish";
 import { LISTEN_BACKLOG } from "@esp-fleet/broker/listeners";
 import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
 import { installBatchedReplay } from "@esp-fleet/broker/replay";
@@ -75,7 +76,9 @@ const onConnection = (socket: Socket) => {
   sockets.add(socket);
   socket.once("close", () => sockets.delete(socket));
   // one writev per socket per event-loop turn, and the write high-water mark, as the broker has them
-  aedes.handle(raiseWriteHighWater(coalesceWrites(socket), writeHighWaterKb * 1024));
+  const client = aedes.handle(raiseWriteHighWater(coalesceWrites(socket), writeHighWaterKb * 1024));
+  // whole PUBLISH packets read directly, as the broker does (broker/src/fast-publish.ts)
+  installFastPublish((client as unknown as { _parser: PacketParser })._parser);
 };
 const server = createServer(onConnection);
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
