@@ -246,6 +246,41 @@ describe("SessionTransport against a scripted broker", () => {
     expect(links).toEqual([{ up: false, reason: "connection refused: not authorized" }]);
   });
 
+  it("sends no PINGREQ while its PUBLISHes are acknowledged, and pings again once they stop (MQTT 3.1.1 §3.1.2.10)", async () => {
+    let pings = 0;
+    let packetsAfterConnect = 0;
+    let lastPacketAt = 0;
+    let longestGapMs = 0;
+    const url = await fakeBroker((p, reply) => {
+      if (p.cmd === "connect") {
+        lastPacketAt = performance.now();
+        return reply(connack());
+      }
+      // the longest silence the broker sees from the device: never past its keep-alive (2 s)
+      const now = performance.now();
+      longestGapMs = Math.max(longestGapMs, now - lastPacketAt);
+      lastPacketAt = now;
+      packetsAfterConnect++;
+      if (p.cmd === "publish") reply(mqttPacket.generate({ cmd: "puback", messageId: p.messageId as number }));
+      if (p.cmd === "pingreq") {
+        pings++;
+        reply(mqttPacket.generate({ cmd: "pingresp" }));
+      }
+    });
+    const { t } = await bringUp(device(url, 2));
+    const started = performance.now();
+    let seq = 0;
+    while (performance.now() - started < 3500) {
+      t.publish("telemetry", payload(seq++), { qos: 1, retain: false });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(packetsAfterConnect).toBeGreaterThan(10);
+    expect(pings).toBe(0);
+    // idle now: PINGREQs again, and the broker never goes a keep-alive period without a packet
+    await waitFor(() => pings >= 2, "PINGREQs once the device is idle", 8000);
+    expect(longestGapMs).toBeLessThan(2000 + 300);
+  });
+
   it("sends PINGREQs, and drops a link whose broker stops answering them", async () => {
     let answer = true;
     let pings = 0;

@@ -7,8 +7,10 @@
  * `clear` voids it; one unref'd 1 s tick fires what is due and compacts the array — no Node `Timeout` per
  * client. The device transport runs with `reschedulePings: false` (transports/mqtt.ts): the timer is
  * re-armed at each CONNACK and PINGRESP, not on every PUBACK (10,000 re-arms a second for a 10k fleet,
- * each a closure and a record that lived a second and were promoted by the GC), so a busy device sends a
- * PINGREQ every keep-alive period, like an idle one — allowed at any time by MQTT 3.1.1 §3.1.2.10.
+ * each a closure and a record that lived a second and were promoted by the GC), so a busy device on MQTT.js
+ * sends a PINGREQ every keep-alive period, like an idle one — allowed at any time by MQTT 3.1.1 §3.1.2.10.
+ * (The session transport, the default, checks every half period and pings only when nothing was
+ * acknowledged since the last check: session.ts, `#keepaliveCheck`.)
  * Timing is up to 1 s early or late; the broker allows 1.5 × keepalive.
  */
 interface Entry {

@@ -59,6 +59,11 @@ export class SessionTransport implements DeviceTransport {
   #connectTimer: NodeJS.Timeout | undefined;
   #keepalive: number | undefined;
   #pingOutstanding = false;
+  /** Keep-alive checks since the outstanding PINGREQ was sent. */
+  #pingWaits = 0;
+  /** Acknowledgements received (PUBACK, PINGRESP), and their count at the last keep-alive check. */
+  #acks = 0;
+  #acksAtCheck = 0;
   /** A clean close waiting for the last PUBACK. */
   #onAllAcked: (() => void) | undefined;
   publishErrors = 0;
@@ -222,6 +227,7 @@ export class SessionTransport implements DeviceTransport {
   }
 
   #onPuback(id: number): void {
+    this.#acks++;
     this.#inflight.delete(id);
     if (this.#inflight.size === 0) this.#onAllAcked?.();
   }
@@ -237,7 +243,9 @@ export class SessionTransport implements DeviceTransport {
         }
         this.#up = true;
         this.#pingOutstanding = false;
-        if (keepaliveS > 0) this.#keepalive = sharedKeepaliveTimer.set(() => this.#ping(sock), keepaliveS * 1000);
+        this.#acksAtCheck = this.#acks;
+        // checked every half keep-alive period (#keepaliveCheck)
+        if (keepaliveS > 0) this.#keepalive = sharedKeepaliveTimer.set(() => this.#keepaliveCheck(sock), keepaliveS * 500);
         // What was not acknowledged on the last link goes first, in order, flagged as a duplicate.
         for (const frame of this.#inflight.values()) {
           const again = Buffer.from(frame);
@@ -278,21 +286,36 @@ export class SessionTransport implements DeviceTransport {
         return;
       case "pingresp":
         this.#pingOutstanding = false;
+        this.#acks++;
         return;
       default:
         return;
     }
   }
 
-  #ping(sock: Socket): void {
+  /**
+   * Every half keep-alive period. A PINGREQ goes only when nothing was acknowledged since the last check
+   * (MQTT 3.1.1 §3.1.2.10: "in the absence of sending any other Control Packets"): a PUBACK received
+   * means the broker heard a PUBLISH of ours at most half a period earlier, so it never waits longer than a
+   * keep-alive period for a packet (it allows 1.5), and that the link carries both ways. A device publishing
+   * every second thus sends no PINGREQ at all (MQTT.js too re-arms its ping on traffic); an idle one sends one
+   * per period (its PINGRESP counts as an acknowledgement for the next check). No PINGRESP within a
+   * keep-alive period (two checks): the link is dead even if the socket has not noticed.
+   */
+  #keepaliveCheck(sock: Socket): void {
     if (sock !== this.#sock) return;
     if (this.#pingOutstanding) {
-      // No PINGRESP within a keep-alive period: the link is dead even if the socket has not noticed.
+      if (++this.#pingWaits < 2) return;
       this.#lastError = "keepalive timeout";
       sock.destroy();
       return;
     }
+    if (this.#acks !== this.#acksAtCheck) {
+      this.#acksAtCheck = this.#acks;
+      return;
+    }
     this.#pingOutstanding = true;
+    this.#pingWaits = 0;
     sock.write(PINGREQ);
   }
 
