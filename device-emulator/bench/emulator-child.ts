@@ -169,7 +169,7 @@ const fleet: Runner =
           // Stopping the fleet waits up to a minute for the broker to acknowledge what is in flight, so that
           // an overloaded run's loss is the pipeline's, not the stop's (`unacked` counts what is left).
           closeTimeoutMs: 60_000,
-          firmware: { backoffMinMs: 2000, backoffMaxMs: 30_000, watchdogMs: 0 },
+          firmware: { backoffMinMs: 2000, backoffMaxMs: 30_000, watchdogMs: 0, ...(process.env.BENCH_HEARTBEAT_MS ? { heartbeatMs: Number(process.env.BENCH_HEARTBEAT_MS) } : {}) },
         }),
       );
 process.on("SIGTERM", () => void fleet.stop().then(() => process.exit(0)));
