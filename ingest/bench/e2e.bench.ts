@@ -14,7 +14,7 @@
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean] [--batch 2000 --max-pending 50000: ingest's batch and its limit of uncommitted messages]
  *        [--broker-profile DIR, --emulator-profile DIR: a V8 CPU profile of the broker or the fleet child; of ingest: node --cpu-prof --import tsx ingest/bench/e2e.bench.ts] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=64"]
- *        [--emulator-nice N: the fleet under nice(1)]; the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
+ *        [--emulator-nice N: the fleet under nice(1)]; BENCH_TRACE=1: each second of the window on a line (CPU per process, backlog); the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
  *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -161,6 +161,9 @@ console.log(
 let brokerCpuUs = 0;
 let brokerCpuAtStart = 0;
 let brokerQueued = 0;
+// the broker's JS heap in use and GC pause time, last second (BENCH_TRACE)
+let brokerHeapMb = 0;
+let brokerGcMsLast = 0;
 /** messages in ingest's session queue in the broker (unacknowledged, or not sent yet), as last reported */
 let ingestSessionQueued: number | undefined;
 const INGEST_CLIENT_ID = "bench-e2e-ingest";
@@ -220,8 +223,11 @@ const port = await new Promise<number>((resolve) => {
           drainWaits?: number;
           heldForIds?: number;
           sessionQueued?: number;
+          heapUsed?: number;
         };
         ingestSessionQueued = s.sessionQueued;
+        brokerHeapMb = Math.round((s.heapUsed ?? 0) / 2 ** 20);
+        brokerGcMsLast = s.gcMs ?? 0;
         brokerCpuUs = s.cpuUs;
         brokerHeldForIds = s.heldForIds ?? 0;
         brokerQueued = s.queued ?? 0;
@@ -280,8 +286,36 @@ await ingest.start();
 const ingestLoop = monitorEventLoopDelay({ resolution: 10 });
 ingestLoop.enable();
 const ingestGc = watchGc();
+// BENCH_TRACE=1: each second of the window on a line — the machine's and each process's CPU, the broker's
+// routing backlog and ingest's uncommitted messages — to see what a latency burst coincides with
+const trace = process.env.BENCH_TRACE === "1";
+const procTicks = (pid: number | undefined): number => {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+};
+let traceLast: { t: number; machine: number; steal: number; kids: number[]; self: number; pg: number } | undefined;
 const ingestSampler = setInterval(() => {
   const g = ingestGc.take();
+  if (trace && inWindow) {
+    const m = machineCpuS();
+    const kids = children.map((c) => procTicks(c.pid));
+    const self = process.cpuUsage().user + process.cpuUsage().system;
+    const pg = [...postgresTicks().values()].reduce((a, b) => a + b, 0);
+    const now = { t: performance.now(), machine: m.busy, steal: m.steal, kids, self, pg };
+    if (traceLast) {
+      const dt = (now.t - traceLast.t) / 1000;
+      const pct = (v: number) => Math.round((100 * v) / dt);
+      const kidPct = kids.map((k, i) => pct((k - (traceLast!.kids[i] ?? k)) / 100)).join("/");
+      process.stdout.write(
+        `  trace +${((Date.now() - windowStartWall) / 1000).toFixed(0)}s machine ${pct(now.machine - traceLast.machine)}% (stolen ${pct(now.steal - traceLast.steal)}%) broker/emulator ${kidPct}% ingest ${pct((now.self - traceLast.self) / 1e6)}% pg ${pct((now.pg - traceLast.pg) / 100)}% broker queue ${brokerQueued} pending ${ingest.stats().pending}; broker heap ${brokerHeapMb} MB, GC pauses ${brokerGcMsLast} ms\n`,
+      );
+    }
+    traceLast = now;
+  }
   if (inWindow) {
     const slice = sliceAt(Date.now());
     slice.ingestPendingMax = Math.max(slice.ingestPendingMax ?? 0, ingest.stats().pending);
