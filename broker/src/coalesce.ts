@@ -56,9 +56,16 @@ let spare: (() => void)[] = [];
 function flushAll(): void {
   const run = pending;
   pending = spare;
-  for (let i = 0; i < run.length; i++) run[i]!();
-  run.length = 0;
-  spare = run;
+  let i = 0;
+  try {
+    for (; i < run.length; i++) run[i]!();
+  } finally {
+    // should a flush throw (uncork reports errors through the stream, but), the sockets after it are still
+    // uncorked, each in an immediate of its own as before, and the error goes on to the caller
+    for (i++; i < run.length; i++) setImmediate(run[i]!);
+    run.length = 0;
+    spare = run;
+  }
 }
 function flushSoon(flush: () => void): void {
   if (pending.push(flush) === 1) setImmediate(flushAll);

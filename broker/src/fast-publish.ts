@@ -44,7 +44,8 @@ export interface PacketParser {
   _stateCounter: number;
 }
 
-/** How many bytes of `buf` from `at` are whole PUBLISH packets, emitting each; stops at anything else. */
+/** How many bytes at the start of `buf` are whole PUBLISH packets, emitting each (stops at anything else);
+ * −1 when a listener left the parser in error (the rest of the read is dropped, as mqtt-packet drops it). */
 function walk(parser: PacketParser, buf: Buffer, maxPacketSize: number): number {
   let at = 0;
   while (at < buf.length) {

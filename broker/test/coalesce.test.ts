@@ -74,6 +74,23 @@ describe("coalesceWrites", () => {
     expect(streams[1]!.batches).toEqual([["1a", "1b"], ["1c"]]);
   });
 
+  it("still flushes the other streams of a turn when one stream's flush throws", async () => {
+    const bad = recorder();
+    const good = recorder();
+    coalesceWrites(bad.stream);
+    coalesceWrites(good.stream);
+    bad.stream.uncork = () => {
+      throw new Error("uncork failed");
+    };
+    const thrown = new Promise<unknown>((resolve) => process.once("uncaughtException", resolve));
+    bad.stream.write("x");
+    good.stream.write("y");
+    expect(((await thrown) as Error).message).toBe("uncork failed");
+    await turn();
+    await turn();
+    expect(good.batches).toEqual([["y"]]);
+  });
+
   it("keeps back-pressure: write() returns false past the high-water mark and 'drain' follows the flush", async () => {
     const { stream, batches } = recorder(8);
     coalesceWrites(stream);

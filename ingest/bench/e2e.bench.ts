@@ -287,7 +287,9 @@ const ingestLoop = monitorEventLoopDelay({ resolution: 10 });
 ingestLoop.enable();
 const ingestGc = watchGc();
 // BENCH_TRACE=1: each second of the window on a line — the machine's and each process's CPU, the broker's
-// routing backlog and ingest's uncommitted messages — to see what a latency burst coincides with
+// routing backlog, heap and GC pauses and ingest's uncommitted messages — to see what a latency burst
+// coincides with (PostgreSQL's CPU here is a plain sum over its live processes: negative in a second when
+// one exits)
 const trace = process.env.BENCH_TRACE === "1";
 const procTicks = (pid: number | undefined): number => {
   try {
