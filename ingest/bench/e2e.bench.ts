@@ -31,6 +31,12 @@ import { errorMessage } from "@esp-fleet/common/errors";
 import { migrate, openDb } from "@esp-fleet/db";
 import { createIngest } from "../src/index.ts";
 
+/** utime + stime, in ticks (1/100 s), from the text of a /proc/<pid>/stat (fields after the command's ")"). */
+function statTicks(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 /** CPU ticks (1/100 s) of each local PostgreSQL server process now (every process named `postgres`;
  * none when the database is on another host), from /proc. */
 function postgresTicks(): Map<string, number> {
@@ -40,8 +46,7 @@ function postgresTicks(): Map<string, number> {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       if (!stat.includes("(postgres)")) continue;
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks.set(pid, Number(fields[11]) + Number(fields[12])); // utime + stime
+      ticks.set(pid, statTicks(stat));
     } catch {
       // the process ended meanwhile
     }
@@ -293,10 +298,9 @@ const ingestGc = watchGc();
 const trace = process.env.BENCH_TRACE === "1";
 const procTicks = (pid: number | undefined): number => {
   try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return Number(f[11]) + Number(f[12]);
+    return statTicks(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
-    return 0;
+    return 0; // exited
   }
 };
 let traceLast: { t: number; machine: number; steal: number; kids: number[]; self: number; pg: number } | undefined;
@@ -305,7 +309,8 @@ const ingestSampler = setInterval(() => {
   if (trace && inWindow) {
     const m = machineCpuS();
     const kids = children.map((c) => procTicks(c.pid));
-    const self = process.cpuUsage().user + process.cpuUsage().system;
+    const usage = process.cpuUsage();
+    const self = usage.user + usage.system;
     const pg = [...postgresTicks().values()].reduce((a, b) => a + b, 0);
     const now = { t: performance.now(), machine: m.busy, steal: m.steal, kids, self, pg };
     if (traceLast) {
@@ -529,7 +534,7 @@ console.log(
     `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores), of which stolen by the hypervisor ${machineStealPct.toFixed(0)} %`,
     `  load average after: ${loadavg()
       .map((x) => x.toFixed(2))
-      .join(" ")}; total ingest cpu ${((process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6).toFixed(1)} s`,
+      .join(" ")}; total ingest cpu ${(((u) => u.user + u.system)(process.cpuUsage(cpu0)) / 1e6).toFixed(1)} s`,
   ].join("\n"),
 );
 await ingest.stop();
