@@ -44,7 +44,10 @@ function session(port: number, got: Set<string>, lifeMs: number, ackEveryMs: num
 }
 
 // Found with bench:e2e: a session dropped and back under load lost messages when its new deliveries took
-// identifiers its unacknowledged ones held (packet-ids.ts). Without that fix this fails about 1 run in 3.
+// identifiers its unacknowledged ones held (packet-ids.ts). Without that fix this failed about 1 run in 3
+// when it was written; since the broker's later delivery changes it fails about 1 in 17 without it (counted
+// in the thirteenth session), so packet-ids.test.ts is what pins that fix. This stays as the end-to-end
+// property: whatever the churn, nothing is lost.
 describe("a persistent session that keeps dropping while messages flow to it", () => {
   it("gets every message in the end", { timeout: 60_000 }, async () => {
     const b = await startBroker({
@@ -70,15 +73,20 @@ describe("a persistent session that keeps dropping while messages flow to it", (
     const PUBLISHERS = 8;
     const EACH = 3000;
     let publishing = true;
+    let lives = 0;
     const pubs = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect(b.url, { clientId: `churn-pub-${i}` })));
     clients.push(...pubs);
+    // at full speed (the bug needs the load), and on past EACH until the session has had six lives: a fast
+    // machine once sent all 3000 within three
+    const sentBy = new Array<number>(PUBLISHERS).fill(0);
     const sent = Promise.all(
       pubs.map(async (pub, i) => {
-        for (let k = 0; k < EACH; k += 100)
+        for (let k = 0; k < EACH || (lives < 6 && k < 10 * EACH); k += 100) {
           await Promise.all(Array.from({ length: 100 }, (_, j) => pub.publishAsync(`c/${i}`, `${i}:${k + j}|${PAD}`, { qos: 1 })));
+          sentBy[i] = k + 100;
+        }
       }),
     ).finally(() => (publishing = false));
-    let lives = 0;
     while (publishing) {
       // every third life stops reading after 50 ms and stays a second: the broker drops it for not draining
       if (lives % 3 === 0) await session(port, got, 1000, 30, 50);
@@ -94,9 +102,9 @@ describe("a persistent session that keeps dropping while messages flow to it", (
       before = got.size;
     }
     const missing: string[] = [];
-    for (let i = 0; i < PUBLISHERS; i++) for (let k = 0; k < EACH; k++) if (!got.has(`${i}:${k}`)) missing.push(`${i}:${k}`);
-    // the session did come and go, and the broker did drop it for not draining
-    expect(lives).toBeGreaterThan(3);
+    for (let i = 0; i < PUBLISHERS; i++) for (let k = 0; k < sentBy[i]!; k++) if (!got.has(`${i}:${k}`)) missing.push(`${i}:${k}`);
+    // the session did come and go while messages flowed, and the broker did drop it for not draining
+    expect(lives).toBeGreaterThanOrEqual(6);
     expect(drainTimeouts).toBeGreaterThan(0);
     expect({ missing: missing.length, first: missing.slice(0, 5) }).toEqual({ missing: 0, first: [] });
   });
