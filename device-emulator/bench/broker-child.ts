@@ -98,6 +98,31 @@ aedes.on("client", (client) => {
 });
 aedes.on("clientDisconnect", () => clients--);
 process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
+// BENCH_HEAP_SAMPLE=<file>:<from s>:<to s>[:all] (diagnosis): V8's sampling heap profile from <from> to <to>
+// seconds after READY, of what the young generation's collections did not free — objects still alive, and
+// those that lived to be promoted and were freed by a full collection — or with `all` of every allocation,
+// written as a .heapprofile
+const heapSample = process.env.BENCH_HEAP_SAMPLE?.split(":");
+if (heapSample) {
+  const [file, fromS, toS, what] = heapSample as [string, string, string, string | undefined];
+  const { Session } = await import("node:inspector/promises");
+  const { writeFileSync } = await import("node:fs");
+  const session = new Session();
+  session.connect();
+  setTimeout(() => {
+    void session.post("HeapProfiler.startSampling", {
+      samplingInterval: 16384,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: what === "all",
+    });
+    setTimeout(() => {
+      void session.post("HeapProfiler.stopSampling").then(({ profile }) => {
+        writeFileSync(file, JSON.stringify(profile));
+        process.stderr.write(`broker child: heap profile written to ${file}\n`);
+      });
+    }, (Number(toS) - Number(fromS)) * 1000).unref();
+  }, Number(fromS) * 1000).unref();
+}
 const watched = process.env.BENCH_WATCH_SESSION;
 let sessionQueued: number | undefined;
 setInterval(() => {

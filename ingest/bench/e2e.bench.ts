@@ -135,6 +135,8 @@ function child(
       : spawn("nice", ["-n", String(niceness), process.execPath, ...argv], { stdio: ["pipe", "pipe", "inherit"] });
   children.push(c);
   createInterface({ input: c.stdout! }).on("line", (line) => {
+    // V8's own lines (a child run with --trace-gc in its flags) go to stderr, for diagnosis
+    if (line.startsWith("[")) return void process.stderr.write(`${line}\n`);
     const i = line.indexOf(" ");
     onLine(i < 0 ? line : line.slice(0, i), i < 0 ? "" : line.slice(i + 1));
   });
