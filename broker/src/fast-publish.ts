@@ -5,7 +5,7 @@ const require = createRequire(import.meta.url);
 const MqttPacket = require("mqtt-packet/packet.js") as new () => ParsedPublish;
 
 /**
- * Whole PUBLISH packets read without mqtt-packet's state machine (docs/broker.md, "Throughput").
+ * Whole PUBLISH and PUBACK packets read without mqtt-packet's state machine (docs/broker.md, "Throughput").
  *
  * Under a fleet nearly every read from a device's socket is one whole PUBLISH: its reading, once a second.
  * mqtt-packet's parser appends each read to a buffer list (bl), then walks five states, each through bl's
@@ -17,6 +17,11 @@ const MqttPacket = require("mqtt-packet/packet.js") as new () => ParsedPublish;
  * walked directly while it holds whole PUBLISH packets of MQTT 3.1/3.1.1, each emitted as the parser would
  * emit it: mqtt-packet's `Packet` with the same fields (`cmd`, `retain`, `qos`, `dup`, `length`, `topic`,
  * `payload` — a view into the read, as bl's slice of a single buffer is — and `messageId` at QoS 1/2).
+ * PUBACKs of four bytes are walked too (`cmd`, `length` 2, `messageId`, the rest the class's defaults, as
+ * the parser leaves them): a persistent subscriber acknowledges every message it is sent — ingest, ten
+ * thousand a second under the fleet — and on its connection the parser allocated more per PUBACK (bl's
+ * copies of the header, length and identifier bytes) than anything else the broker does per message but
+ * the message itself (a sampling heap profile of bench:e2e, docs/broker.md).
  * Anything else — another packet type, a packet cut at the end of the read, one over `maxPacketSize`, any
  * field the parser would refuse (QoS 3, a topic running past the packet, a missing packet identifier), an
  * MQTT 5 parser — stops the walk, and the rest of the read goes to mqtt-packet's `parse` as it is, which
@@ -44,13 +49,27 @@ export interface PacketParser {
   _stateCounter: number;
 }
 
-/** How many bytes at the start of `buf` are whole PUBLISH packets, emitting each (stops at anything else);
+/** How many bytes at the start of `buf` are whole PUBLISH or PUBACK packets, emitting each (stops at anything else);
  * −1 when a listener left the parser in error (the rest of the read is dropped, as mqtt-packet drops it). */
 function walk(parser: PacketParser, buf: Buffer, maxPacketSize: number): number {
   let at = 0;
   while (at < buf.length) {
     const first = buf[at] as number;
-    if (first >> 4 !== 3) break; // not a PUBLISH
+    if (first === 0x40) {
+      // a PUBACK of MQTT 3.1/3.1.1 as every client writes it, four bytes: what a persistent subscriber
+      // (ingest) sends for every message it stores — anything else (a longer remaining length, an MQTT 5
+      // reason code, a cut packet) is left to the parser
+      if (at + 4 > buf.length || buf[at + 1] !== 2 || maxPacketSize < 2) break;
+      const packet = new MqttPacket();
+      packet.cmd = "puback";
+      packet.length = 2;
+      packet.messageId = ((buf[at + 2] as number) << 8) | (buf[at + 3] as number);
+      at += 4;
+      parser.emit("packet", packet);
+      if (parser.error) return -1;
+      continue;
+    }
+    if (first >> 4 !== 3) break; // not a PUBLISH (nor a PUBACK, above)
     const qos = (first >> 1) & 3;
     if (qos === 3) break; // the parser refuses it
     // remaining length: a variable byte integer of at most four bytes

@@ -47,8 +47,10 @@ const publish = fc.record({
   retain: fc.boolean(),
   dup: fc.boolean(),
 });
+const puback = fc.record({ cmd: fc.constant("puback"), messageId: fc.integer({ min: 0, max: 65535 }) });
 const other = fc.constantFrom<Packet>(
   { cmd: "pingreq" },
+  { cmd: "pubrec", messageId: 8 },
   { cmd: "puback", messageId: 7 },
   { cmd: "subscribe", messageId: 3, subscriptions: [{ topic: "a/+", qos: 1 }] },
   { cmd: "disconnect" },
@@ -58,7 +60,10 @@ describe("whole PUBLISH packets read without mqtt-packet's state machine", () =>
   it("emits what mqtt-packet emits, for random packet streams cut at random points", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.oneof({ arbitrary: publish, weight: 4 }, { arbitrary: other, weight: 1 }), { minLength: 1, maxLength: 12 }),
+        fc.array(
+          fc.oneof({ arbitrary: publish, weight: 4 }, { arbitrary: puback, weight: 2 }, { arbitrary: other, weight: 1 }),
+          { minLength: 1, maxLength: 12 },
+        ),
         fc.array(fc.nat(), { maxLength: 6 }),
         (packets, points) => {
           const bytes = Buffer.concat(packets.map((p) => mqtt.generate(p)));
@@ -75,7 +80,7 @@ describe("whole PUBLISH packets read without mqtt-packet's state machine", () =>
   it("refuses and reports what mqtt-packet refuses, in the same order, for corrupted streams", () => {
     fc.assert(
       fc.property(
-        fc.array(publish, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.oneof({ arbitrary: publish, weight: 3 }, { arbitrary: puback, weight: 1 }), { minLength: 1, maxLength: 6 }),
         fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 4 }),
         fc.array(fc.nat(), { maxLength: 4 }),
         (packets, flips, points) => {
@@ -87,6 +92,25 @@ describe("whole PUBLISH packets read without mqtt-packet's state machine", () =>
       ),
       { numRuns: 1000 },
     );
+  });
+
+  it("reads a persistent subscriber's run of PUBACKs as mqtt-packet's packet objects, and leaves MQTT 5's to the parser", () => {
+    const acks = Buffer.concat(Array.from({ length: 100 }, (_, i) => mqtt.generate({ cmd: "puback", messageId: 65535 - i })));
+    const got: Packet[] = [];
+    const parser = mqtt.parser();
+    installFastPublish(parser);
+    parser.on("packet", (p) => got.push(p));
+    expect(parser.parse(acks)).toBe(0);
+    expect(got.map((p) => p.messageId)).toEqual(Array.from({ length: 100 }, (_, i) => 65535 - i));
+    expect(got[0]!.constructor).toBe(require("mqtt-packet/packet.js"));
+    expect(got[0]).toEqual({ cmd: "puback", retain: false, qos: 0, dup: false, length: 2, topic: null, payload: null, messageId: 65535 });
+    // MQTT 5: a reason code and properties may follow; the parser reads those
+    const v5 = mqtt.parser({ protocolVersion: 5 });
+    installFastPublish(v5);
+    const five: Packet[] = [];
+    v5.on("packet", (p) => five.push(p));
+    v5.parse(Buffer.from([0x40, 0x03, 0x00, 0x07, 0x10]));
+    expect(five).toMatchObject([{ cmd: "puback", messageId: 7, reasonCode: 0x10 }]);
   });
 
   it("leaves a packet over the size limit to the parser (where the broker's guard refuses it)", () => {
