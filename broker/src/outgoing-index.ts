@@ -46,8 +46,8 @@ class SessionQueue {
   length = 0;
   #seq = 0;
   /** by broker counter (the broker id is compared on lookup: one node's packets all share it) */
-  readonly byCounter = new Map<number, Node[]>();
-  readonly byMessageId = new Map<number, Node[]>();
+  readonly byCounter = new Map<number, Entry>();
+  readonly byMessageId = new Map<number, Entry>();
 
   push(packet: QueuedPacket): void {
     const node: Node = { packet, seq: this.#seq++, prev: this.tail, next: null };
@@ -62,20 +62,20 @@ class SessionQueue {
   /** The oldest node with `messageId` (optionally only among other brokers' packets). */
   firstWithId(messageId: number | undefined, notBroker?: string): Node | undefined {
     if (messageId === undefined) return undefined;
-    const nodes = this.byMessageId.get(messageId);
-    return notBroker === undefined ? oldest(nodes) : oldest(nodes, (n) => n.packet.brokerId !== notBroker);
+    const entry = this.byMessageId.get(messageId);
+    return notBroker === undefined ? oldest(entry, "any") : oldest(entry, "other", notBroker);
   }
 
   /** The oldest node with this broker id and broker counter. */
   firstWithCounter(p: { brokerId?: string; brokerCounter?: number }): Node | undefined {
     if (p.brokerCounter === undefined) return undefined; // never equal to a stored packet's (a number)
-    return oldest(this.byCounter.get(p.brokerCounter), (n) => n.packet.brokerId === p.brokerId);
+    return oldest(this.byCounter.get(p.brokerCounter), "same", p.brokerId);
   }
 
   /** Whether a node other than `node` holds `messageId`. */
   heldByOther(messageId: number, node: Node): boolean {
-    const nodes = this.byMessageId.get(messageId);
-    return nodes !== undefined && (nodes.length > 1 || nodes[0] !== node);
+    const entry = this.byMessageId.get(messageId);
+    return entry !== undefined && (Array.isArray(entry) ? entry.length > 1 || entry[0] !== node : entry !== node);
   }
 
   #nextFree = 1;
@@ -138,28 +138,44 @@ class SessionQueue {
   }
 }
 
-// An index entry is the list of nodes with that key: almost always one; several only for duplicates
-// (the same packet enqueued twice, an identifier reused after 65,535 others), where queue order decides.
-function add<K>(index: Map<K, Node[]>, key: K, node: Node): void {
-  const nodes = index.get(key);
-  if (nodes) nodes.push(node);
-  else index.set(key, [node]);
+// An index entry is the node with that key — almost always one, held as it is, so that a message in
+// flight costs no array of its own (every such object outlives the young generation under a fleet and is
+// left to the old generation's collection) — or, only for duplicates (the same packet enqueued twice, an
+// identifier reused after 65,535 others), the list of them, where queue order decides.
+type Entry = Node | Node[];
+
+function add<K>(index: Map<K, Entry>, key: K, node: Node): void {
+  const entry = index.get(key);
+  if (entry === undefined) index.set(key, node);
+  else if (Array.isArray(entry)) entry.push(node);
+  else index.set(key, [entry, node]);
 }
 
-function drop<K>(index: Map<K, Node[]>, key: K, node: Node): void {
-  const nodes = index.get(key);
-  if (!nodes) return;
-  const i = nodes.indexOf(node);
-  if (i >= 0) nodes.splice(i, 1);
-  if (nodes.length === 0) index.delete(key);
+function drop<K>(index: Map<K, Entry>, key: K, node: Node): void {
+  const entry = index.get(key);
+  if (entry === undefined) return;
+  if (!Array.isArray(entry)) {
+    if (entry === node) index.delete(key);
+    return;
+  }
+  const i = entry.indexOf(node);
+  if (i >= 0) entry.splice(i, 1);
+  if (entry.length === 1) index.set(key, entry[0]!);
+  else if (entry.length === 0) index.delete(key);
 }
 
-/** The oldest of `nodes` (optionally only among those `accept` lets through). */
-function oldest(nodes: Node[] | undefined, accept?: (n: Node) => boolean): Node | undefined {
-  if (!nodes) return undefined;
+/** The oldest node of `entry`: of any, or only of those whose packet has broker id `brokerId` ("same") or
+ * not ("other"). (No predicate closure: this runs for every delivery and every PUBACK.) */
+function oldest(entry: Entry | undefined, which: "any" | "same" | "other", brokerId?: string): Node | undefined {
+  if (entry === undefined) return undefined;
+  if (!Array.isArray(entry)) return accepts(entry, which, brokerId) ? entry : undefined;
   let best: Node | undefined;
-  for (const n of nodes) if ((!accept || accept(n)) && (!best || n.seq < best.seq)) best = n;
+  for (const n of entry) if (accepts(n, which, brokerId) && (!best || n.seq < best.seq)) best = n;
   return best;
+}
+
+function accepts(n: Node, which: "any" | "same" | "other", brokerId: string | undefined): boolean {
+  return which === "any" || (n.packet.brokerId === brokerId) === (which === "same");
 }
 
 export interface OutgoingPersistence {
