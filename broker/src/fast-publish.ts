@@ -19,9 +19,9 @@ const MqttPacket = require("mqtt-packet/packet.js") as new () => ParsedPublish;
  * `payload` — a view into the read, as bl's slice of a single buffer is — and `messageId` at QoS 1/2).
  * PUBACKs of four bytes are walked too (`cmd`, `length` 2, `messageId`, the rest the class's defaults, as
  * the parser leaves them): a persistent subscriber acknowledges every message it is sent — ingest, ten
- * thousand a second under the fleet — and on its connection the parser allocated more per PUBACK (bl's
- * copies of the header, length and identifier bytes) than anything else the broker does per message but
- * the message itself (a sampling heap profile of bench:e2e, docs/broker.md).
+ * thousand a second under the fleet — and on its connection the parser's work per PUBACK (bl's copies of
+ * the header, length and identifier bytes, a `Packet`) was ~7 % of everything the broker allocated
+ * (a sampling heap profile of bench:e2e, docs/benchmarks.md "End to end, thirteenth session").
  * Anything else — another packet type, a packet cut at the end of the read, one over `maxPacketSize`, any
  * field the parser would refuse (QoS 3, a topic running past the packet, a missing packet identifier), an
  * MQTT 5 parser — stops the walk, and the rest of the read goes to mqtt-packet's `parse` as it is, which

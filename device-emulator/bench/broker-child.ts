@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes, PUBLISH fast path and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=64] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=64] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] [BENCH_HEAP_SAMPLE=<file>:<from s>:<to s>[:all], below] tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -24,6 +24,7 @@ import { createBackend } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { watchGc } from "@esp-fleet/common/gc-watch";
+import { errorMessage } from "@esp-fleet/common/errors";
 
 const backend = await createBackend(undefined, silentLogger());
 let heldForIds = 0;
@@ -105,6 +106,10 @@ process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
 const heapSample = process.env.BENCH_HEAP_SAMPLE?.split(":");
 if (heapSample) {
   const [file, fromS, toS, what] = heapSample as [string, string, string, string | undefined];
+  if (!file || !(Number(fromS) >= 0) || !(Number(toS) > Number(fromS)) || (what !== undefined && what !== "all")) {
+    process.stderr.write(`broker child: BENCH_HEAP_SAMPLE must be <file>:<from s>:<to s>[:all] with to > from ≥ 0, not "${process.env.BENCH_HEAP_SAMPLE}"\n`);
+    process.exit(2);
+  }
   const { Session } = await import("node:inspector/promises");
   const { writeFileSync } = await import("node:fs");
   const session = new Session();
@@ -116,10 +121,14 @@ if (heapSample) {
       includeObjectsCollectedByMinorGC: what === "all",
     });
     setTimeout(() => {
-      void session.post("HeapProfiler.stopSampling").then(({ profile }) => {
-        writeFileSync(file, JSON.stringify(profile));
-        process.stderr.write(`broker child: heap profile written to ${file}\n`);
-      });
+      session
+        .post("HeapProfiler.stopSampling")
+        .then(({ profile }) => {
+          writeFileSync(file, JSON.stringify(profile));
+          process.stderr.write(`broker child: heap profile written to ${file}\n`);
+        })
+        // a diagnosis that fails must not stop the broker under the bench
+        .catch((e: unknown) => process.stderr.write(`broker child: heap profile not written: ${errorMessage(e)}\n`));
     }, (Number(toS) - Number(fromS)) * 1000).unref();
   }, Number(fromS) * 1000).unref();
 }
