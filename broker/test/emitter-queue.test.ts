@@ -12,7 +12,7 @@ describe("Fifo (mqemitter's routing backlog)", () => {
       fc.constant({ shift: true as const }),
     );
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 500 }), (ops) => {
+      fc.property(fc.array(op, { maxLength: 500, size: "max" }), (ops) => {
         const q = new Fifo<number>();
         const model: number[] = [];
         for (const o of ops) {

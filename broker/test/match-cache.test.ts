@@ -53,7 +53,7 @@ describe("cacheTopicMatches, random operations", () => {
         fc.record({ op: fc.constant("clear" as const) }),
       );
       fc.assert(
-        fc.property(fc.array(op, { maxLength: 60 }), fc.array(topic, { minLength: 1, maxLength: 8 }), (ops, probes) => {
+        fc.property(fc.array(op, { maxLength: 60, size: "max" }), fc.array(topic, { minLength: 1, maxLength: 8 }), (ops, probes) => {
           const plain = new Qlobber(options);
           const cached = cacheTopicMatches(new Qlobber(options), 50, depth);
           for (const o of ops) {
@@ -88,7 +88,7 @@ describe("cacheSubscriptionsByTopic (the persistence's trie), random operations"
       );
       await fc.assert(
         fc.asyncProperty(
-          fc.array(op, { maxLength: 40 }),
+          fc.array(op, { maxLength: 40, size: "max" }),
           fc.array(topic, { minLength: 1, maxLength: 6 }),
           async (ops, probes) => {
             const plain = memory();

@@ -27,7 +27,7 @@ describe("RetainedIndex", () => {
   it("answers every filter with exactly the retained messages aedes-persistence's full scan finds", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(topic, fc.boolean()), { maxLength: 40 }), // (topic, false = delete)
+        fc.array(fc.tuple(topic, fc.boolean()), { maxLength: 40, size: "max" }), // (topic, false = delete)
         fc.array(filter, { minLength: 1, maxLength: 3 }),
         async (ops, patterns) => {
           const reference = memoryPersistence();

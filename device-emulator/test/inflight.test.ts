@@ -64,7 +64,7 @@ describe("InflightWindow (MQTT.js outgoing store + message id provider)", () => 
       fc.constant({ t: "reconnect" as const }),
     );
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { maxLength: 200 }), async (ops) => {
+      fc.asyncProperty(fc.array(op, { maxLength: 200, size: "max" }), async (ops) => {
         const w = new InflightWindow();
         const inflight: { id: number; n: number }[] = [];
         let n = 0;
