@@ -46,8 +46,13 @@ class SessionQueue {
   length = 0;
   #seq = 0;
   /** by broker counter (the broker id is compared on lookup: one node's packets all share it) */
-  readonly byCounter = new Map<number, Entry>();
-  readonly byMessageId = new Map<number, Entry>();
+  readonly byCounter: KeyIndex;
+  readonly byMessageId: KeyIndex;
+
+  constructor(opts: IndexOptions) {
+    this.byCounter = new KeyIndex(counterOf, opts);
+    this.byMessageId = new KeyIndex(messageIdOf, opts);
+  }
 
   push(packet: QueuedPacket): void {
     const node: Node = { packet, seq: this.#seq++, prev: this.tail, next: null };
@@ -55,27 +60,25 @@ class SessionQueue {
     else this.head = node;
     this.tail = node;
     this.length++;
-    this.#indexCounter(node);
-    this.#indexId(node);
+    this.byCounter.add(node);
+    this.byMessageId.add(node);
   }
 
   /** The oldest node with `messageId` (optionally only among other brokers' packets). */
   firstWithId(messageId: number | undefined, notBroker?: string): Node | undefined {
     if (messageId === undefined) return undefined;
-    const entry = this.byMessageId.get(messageId);
-    return notBroker === undefined ? oldest(entry, "any") : oldest(entry, "other", notBroker);
+    return notBroker === undefined ? this.byMessageId.oldest(messageId, "any") : this.byMessageId.oldest(messageId, "other", notBroker);
   }
 
   /** The oldest node with this broker id and broker counter. */
   firstWithCounter(p: { brokerId?: string; brokerCounter?: number }): Node | undefined {
     if (p.brokerCounter === undefined) return undefined; // never equal to a stored packet's (a number)
-    return oldest(this.byCounter.get(p.brokerCounter), "same", p.brokerId);
+    return this.byCounter.oldest(p.brokerCounter, "same", p.brokerId);
   }
 
   /** Whether a node other than `node` holds `messageId`. */
   heldByOther(messageId: number, node: Node): boolean {
-    const entry = this.byMessageId.get(messageId);
-    return entry !== undefined && (Array.isArray(entry) ? entry.length > 1 || entry[0] !== node : entry !== node);
+    return this.byMessageId.heldByOther(messageId, node);
   }
 
   #nextFree = 1;
@@ -92,22 +95,22 @@ class SessionQueue {
   }
 
   setId(node: Node, messageId: number | undefined): void {
-    this.#unindexId(node);
+    this.byMessageId.drop(node);
     node.packet.messageId = messageId;
-    this.#indexId(node);
+    this.byMessageId.add(node);
   }
 
   replace(node: Node, packet: QueuedPacket): void {
-    this.#unindexCounter(node);
-    this.#unindexId(node);
+    this.byCounter.drop(node);
+    this.byMessageId.drop(node);
     node.packet = packet;
-    this.#indexCounter(node);
-    this.#indexId(node);
+    this.byCounter.add(node);
+    this.byMessageId.add(node);
   }
 
   remove(node: Node): void {
-    this.#unindexCounter(node);
-    this.#unindexId(node);
+    this.byCounter.drop(node);
+    this.byMessageId.drop(node);
     if (node.prev) node.prev.next = node.next;
     else this.head = node.next;
     if (node.next) node.next.prev = node.prev;
@@ -120,61 +123,145 @@ class SessionQueue {
     for (let n = this.head; n; n = n.next) out.push(n.packet);
     return out;
   }
-
-  #indexCounter(node: Node): void {
-    if (node.packet.brokerCounter !== undefined) add(this.byCounter, node.packet.brokerCounter, node);
-  }
-
-  #unindexCounter(node: Node): void {
-    if (node.packet.brokerCounter !== undefined) drop(this.byCounter, node.packet.brokerCounter, node);
-  }
-
-  #indexId(node: Node): void {
-    if (node.packet.messageId !== undefined) add(this.byMessageId, node.packet.messageId, node);
-  }
-
-  #unindexId(node: Node): void {
-    if (node.packet.messageId !== undefined) drop(this.byMessageId, node.packet.messageId, node);
-  }
 }
 
 // An index entry is the node with that key — almost always one, held as it is, so that a message in
 // flight costs no array of its own (every such object outlives the young generation under a fleet and is
 // left to the old generation's collection) — or, only for duplicates (the same packet enqueued twice, an
-// identifier reused after 65,535 others), the list of them, where queue order decides.
+// identifier reused after 65,535 others) and, in a slot array, keys with the same low bits, the list of
+// them, where queue order decides.
 type Entry = Node | Node[];
+type Which = "any" | "same" | "other";
 
-function add<K>(index: Map<K, Entry>, key: K, node: Node): void {
-  const entry = index.get(key);
-  if (entry === undefined) index.set(key, node);
-  else if (Array.isArray(entry)) entry.push(node);
-  else index.set(key, [entry, node]);
+const counterOf = (n: Node): number | undefined => n.packet.brokerCounter;
+const messageIdOf = (n: Node): number | undefined => n.packet.messageId;
+
+export interface IndexOptions {
+  /** a session's index becomes a slot array once it holds more than this many keys (default 1,024) */
+  slotsAfter?: number;
+  /** the slot array has 2^slotBits slots, a key's slot its low bits (default 16: one per identifier) */
+  slotBits?: number;
 }
 
-function drop<K>(index: Map<K, Entry>, key: K, node: Node): void {
-  const entry = index.get(key);
-  if (entry === undefined) return;
-  if (!Array.isArray(entry)) {
-    if (entry === node) index.delete(key);
-    return;
+/**
+ * A session queue's nodes by an integer key (broker counter, packet identifier). It starts as a `Map`;
+ * one that holds more than `slotsAfter` keys — a session with thousands of messages in flight, as ingest's —
+ * becomes an array of 2^16 slots, a key's slot its low 16 bits (so one per packet identifier), for good.
+ * A `Map` under that churn (a key added and one removed per message) rebuilds its table every few thousand
+ * changes, and the tables of a few thousand entries are allocated old: in a heap profile of bench:e2e the
+ * two indexes' tables were a fifth of what the broker's old generation collected (docs/benchmarks.md,
+ * "End to end, thirteenth session"). The slot array is allocated once (512 KB) and changes in place. A
+ * slot may hold nodes of other keys (counters 65,536 apart), so every lookup compares the key itself.
+ */
+class KeyIndex {
+  /** distinct keys held */
+  size = 0;
+  #map: Map<number, Entry> | undefined = new Map();
+  #slots: (Entry | undefined)[] | undefined;
+  readonly #mask: number;
+  readonly #slotsAfter: number;
+
+  constructor(
+    readonly keyOf: (n: Node) => number | undefined,
+    opts: IndexOptions,
+  ) {
+    this.#mask = 2 ** (opts.slotBits ?? 16) - 1;
+    this.#slotsAfter = opts.slotsAfter ?? 1024;
   }
-  const i = entry.indexOf(node);
-  if (i >= 0) entry.splice(i, 1);
-  if (entry.length === 1) index.set(key, entry[0]!);
-  else if (entry.length === 0) index.delete(key);
+
+  #entry(key: number): Entry | undefined {
+    return this.#slots ? this.#slots[key & this.#mask] : this.#map!.get(key);
+  }
+
+  has(key: number): boolean {
+    const entry = this.#entry(key);
+    if (entry === undefined) return false;
+    if (!Array.isArray(entry)) return this.keyOf(entry) === key;
+    for (const n of entry) if (this.keyOf(n) === key) return true;
+    return false;
+  }
+
+  /** The oldest node with `key`: of any, or only of those whose packet has broker id `brokerId` ("same") or
+   * not ("other"). (No predicate closure: this runs for every delivery and every PUBACK.) */
+  oldest(key: number, which: Which, brokerId?: string): Node | undefined {
+    const entry = this.#entry(key);
+    if (entry === undefined) return undefined;
+    if (!Array.isArray(entry)) return this.keyOf(entry) === key && accepts(entry, which, brokerId) ? entry : undefined;
+    let best: Node | undefined;
+    for (const n of entry) if (this.keyOf(n) === key && accepts(n, which, brokerId) && (!best || n.seq < best.seq)) best = n;
+    return best;
+  }
+
+  /** Whether a node other than `node` has `key`. */
+  heldByOther(key: number, node: Node): boolean {
+    const entry = this.#entry(key);
+    if (entry === undefined) return false;
+    if (!Array.isArray(entry)) return entry !== node && this.keyOf(entry) === key;
+    for (const n of entry) if (n !== node && this.keyOf(n) === key) return true;
+    return false;
+  }
+
+  /** Index `node` under its key now (none: not indexed). */
+  add(node: Node): void {
+    const key = this.keyOf(node);
+    if (key === undefined) return;
+    if (!this.has(key)) this.size++;
+    if (this.#slots) {
+      const i = key & this.#mask;
+      this.#slots[i] = withNode(this.#slots[i], node);
+      return;
+    }
+    const entry = this.#map!.get(key);
+    if (!Array.isArray(entry)) this.#map!.set(key, withNode(entry, node));
+    else entry.push(node);
+    if (this.#map!.size > this.#slotsAfter) this.#toSlots();
+  }
+
+  /** Remove `node`, indexed under its key now, from the index. */
+  drop(node: Node): void {
+    const key = this.keyOf(node);
+    if (key === undefined) return;
+    const entry = this.#entry(key);
+    if (entry === undefined) return;
+    let rest: Entry | undefined;
+    if (!Array.isArray(entry)) {
+      if (entry !== node) return;
+      rest = undefined;
+    } else {
+      const i = entry.indexOf(node);
+      if (i < 0) return;
+      entry.splice(i, 1);
+      rest = entry.length === 0 ? undefined : entry.length === 1 ? entry[0] : entry;
+    }
+    if (this.#slots) this.#slots[key & this.#mask] = rest;
+    else if (rest === undefined) this.#map!.delete(key);
+    else if (rest !== entry) this.#map!.set(key, rest);
+    if (!this.has(key)) this.size--;
+  }
+
+  #toSlots(): void {
+    // (a holey array of 2^16 elements stays in V8's fast elements: no dictionary)
+    const slots = new Array<Entry | undefined>(this.#mask + 1);
+    for (const [key, entry] of this.#map!) {
+      const i = key & this.#mask;
+      if (Array.isArray(entry)) for (const n of entry) slots[i] = withNode(slots[i], n);
+      else slots[i] = withNode(slots[i], entry);
+    }
+    this.#slots = slots;
+    this.#map = undefined;
+  }
 }
 
-/** The oldest node of `entry`: of any, or only of those whose packet has broker id `brokerId` ("same") or
- * not ("other"). (No predicate closure: this runs for every delivery and every PUBACK.) */
-function oldest(entry: Entry | undefined, which: "any" | "same" | "other", brokerId?: string): Node | undefined {
-  if (entry === undefined) return undefined;
-  if (!Array.isArray(entry)) return accepts(entry, which, brokerId) ? entry : undefined;
-  let best: Node | undefined;
-  for (const n of entry) if (accepts(n, which, brokerId) && (!best || n.seq < best.seq)) best = n;
-  return best;
+function withNode(entry: Entry | undefined, node: Node): Entry {
+  if (entry === undefined) return node;
+  if (Array.isArray(entry)) {
+    entry.push(node);
+    return entry;
+  }
+  return [entry, node];
 }
 
-function accepts(n: Node, which: "any" | "same" | "other", brokerId: string | undefined): boolean {
+function accepts(n: Node, which: Which, brokerId: string | undefined): boolean {
   return which === "any" || (n.packet.brokerId === brokerId) === (which === "same");
 }
 
@@ -197,8 +284,11 @@ export class OutgoingIndex {
    */
   readonly uniqueIds: boolean;
 
-  constructor(opts: { uniqueIds?: boolean } = {}) {
+  readonly #indexOptions: IndexOptions;
+
+  constructor(opts: { uniqueIds?: boolean } & IndexOptions = {}) {
     this.uniqueIds = opts.uniqueIds ?? false;
+    this.#indexOptions = { slotsAfter: opts.slotsAfter, slotBits: opts.slotBits };
   }
   /** told the session whenever a PUBACK removes one of its messages (packet-ids.ts) */
   onCleared: ((clientId: string) => void) | undefined;
@@ -206,7 +296,7 @@ export class OutgoingIndex {
   #queue(id: string): SessionQueue {
     let q = this.#queues.get(id);
     if (!q) {
-      q = new SessionQueue();
+      q = new SessionQueue(this.#indexOptions);
       this.#queues.set(id, q);
     }
     return q;

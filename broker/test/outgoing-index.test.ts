@@ -36,12 +36,20 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe("OutgoingIndex (indexed session queues for aedes-persistence's in-memory store)", () => {
-  it("property: same results, errors and queue contents as aedes-persistence's scans, for the operations Aedes makes", async () => {
+  // as deployed (a Map per index; these queues never hold 1,024 keys); slot arrays from the start, with 4
+  // slots so that different keys share one; and switching to them midway
+  it.each([
+    ["Map indexes", {}],
+    ["slot indexes of 4 slots", { slotsAfter: 0, slotBits: 2 }],
+    ["indexes that become slots after 3 keys", { slotsAfter: 3, slotBits: 2 }],
+  ])("property (%s): same results, errors and queue contents as aedes-persistence's scans, for the operations Aedes makes", async (_, options) => {
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { maxLength: 120 }), async (ops) => {
+      // (size "max": lengths up to 120; fast-check's default size keeps arrays at ~5 operations)
+      fc.asyncProperty(fc.array(op, { maxLength: 120, size: "max" }), async (ops) => {
         const original = memoryPersistence();
         const indexed = memoryPersistence();
-        new OutgoingIndex().install(indexed);
+        const index = new OutgoingIndex(options);
+        index.install(indexed);
         let payload = 0;
         for (const o of ops) {
           if (o.t === "enqueue") {
@@ -80,13 +88,20 @@ describe("OutgoingIndex (indexed session queues for aedes-persistence's in-memor
             expect(b).toEqual(a);
           }
         }
-        for (const c of [0, 1, 2]) expect(await streamed(indexed, `c${c}`)).toEqual(await streamed(original, `c${c}`));
+        for (const c of [0, 1, 2]) {
+          const queued = await streamed(original, `c${c}`);
+          expect(await streamed(indexed, `c${c}`)).toEqual(queued);
+          // the distinct identifiers held, which the identifier gate counts on (packet-ids.ts)
+          const ids = new Set(queued.map((p) => (p as QueuedPacket).messageId).filter((id) => id !== undefined));
+          expect(index.idsHeld(`c${c}`)).toBe(ids.size);
+        }
       }),
       { numRuns: 300 },
     );
   });
 
   it("a subscriber with 20,000 messages in flight: every delivery and PUBACK (newest first, the scan's worst case) finds its packet", async () => {
+    // (past 1,024 keys its indexes are slot arrays)
     const index = new OutgoingIndex();
     const N = 20_000;
     for (let i = 0; i < N; i++)
