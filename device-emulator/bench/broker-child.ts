@@ -3,7 +3,7 @@
  * topic level, see broker/src/retained-index.ts — and its router fixes, PUBLISH fast path and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
- * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=64] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] [BENCH_HEAP_SAMPLE=<file>:<from s>:<to s>[:all], below] tsx device-emulator/bench/broker-child.ts [port]
+ * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), the messages the offline-queue limit dropped (total), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=64] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] [BENCH_HEAP_SAMPLE=<file>:<from s>:<to s>[:all], below] tsx device-emulator/bench/broker-child.ts [port]
  */
 // first, as in `esp-fleet broker`: mqtt-packet with quiet loggers (common/src/quiet-debug.ts)
 import "@esp-fleet/common/quiet-debug";
@@ -20,7 +20,7 @@ import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
 import { installBatchedReplay } from "@esp-fleet/broker/replay";
 import { installPromptDelivery } from "@esp-fleet/broker/deliver";
 import { createIdentifierGate } from "@esp-fleet/broker/packet-ids";
-import { createBackend } from "@esp-fleet/broker/persistence";
+import { createBackend, limitOfflineQueues } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { watchGc } from "@esp-fleet/common/gc-watch";
@@ -58,6 +58,21 @@ const aedes = await Aedes.createBroker({
 // the recursion guard, an O(1) routing backlog and the topic-match cache.
 let deferred = 0;
 installRouterFixes(aedes, { cacheMatches: true, onDefer: () => deferred++ });
+// the offline-queue limit, as `esp-fleet broker` installs it by default (broker/src/persistence.ts): every
+// message for a persistent subscriber passes through it. The broker's limit for a service account's session
+// (MQTT_MAX_QUEUED_MESSAGES_SERVICE, 200,000) for every session: with no authentication here ingest is not
+// known as one, and the only persistent subscriber here is ingest
+let offlineDropped = 0;
+limitOfflineQueues(
+  backend.persistence,
+  {
+    limitFor: () => 200_000,
+    anyLimit: true,
+    isConnectedHere: (id) => (aedes as unknown as { clients: Record<string, unknown> }).clients[id] !== undefined,
+    onDrop: () => offlineDropped++,
+  },
+  backend.queueLength,
+);
 // a returning persistent session's queue in batches (broker/src/replay.ts)
 installBatchedReplay(
   aedes,
@@ -164,6 +179,7 @@ setInterval(() => {
       drainWaits,
       heldForIds,
       idTimeouts,
+      offlineDropped,
       sessionQueued,
     })}\n`,
   );

@@ -208,6 +208,8 @@ const sliceAt = (wallMs: number): Slice => {
 let brokerLoop = "";
 /** deliveries the broker held because ingest's session held nearly every packet identifier (total) */
 let brokerHeldForIds = 0;
+/** messages the broker's offline-queue limit dropped (total) */
+let brokerOfflineDropped = 0;
 let brokerCpuPct = 0;
 const port = await new Promise<number>((resolve) => {
   const profile = values["broker-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["broker-profile"]}`] : [];
@@ -231,6 +233,7 @@ const port = await new Promise<number>((resolve) => {
           needDrain?: number;
           drainWaits?: number;
           heldForIds?: number;
+          offlineDropped?: number;
           sessionQueued?: number;
           heapUsed?: number;
         };
@@ -239,6 +242,7 @@ const port = await new Promise<number>((resolve) => {
         brokerGcMsLast = s.gcMs ?? 0;
         brokerCpuUs = s.cpuUs;
         brokerHeldForIds = s.heldForIds ?? 0;
+        brokerOfflineDropped = s.offlineDropped ?? 0;
         brokerQueued = s.queued ?? 0;
         if (inWindow) {
           const slice = sliceAt(Date.now());
@@ -533,7 +537,7 @@ console.log(
     `result: window ${(windowWall / 1000).toFixed(1)} s, messages committed ${windowCommitted} → ${Math.round(rate)} msg/s (emulator sent ${windowEnd.sent} in the window, ${windowEnd.readings} readings)`,
     `  publish→commit latency: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lags.at(-1)} ms; per 10 s of the window (ms):`,
     ...sliceTable(),
-    `  readings produced ${produced}, telemetry rows stored ${stored}, ${(ingestSessionQueued ?? 0) > 0 || brokerQueued > 0 ? "not stored yet" : "loss"} ${produced - stored} (QoS 1 messages unacknowledged to their devices when the fleet stopped: ${done.unacked ?? "?"}; messages still in ingest's session queue in the broker: ${ingestSessionQueued ?? "?"}), duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}, ingest's broker connections ${s.connects}, deliveries held for packet identifiers ${brokerHeldForIds}`,
+    `  readings produced ${produced}, telemetry rows stored ${stored}, ${(ingestSessionQueued ?? 0) > 0 || brokerQueued > 0 ? "not stored yet" : "loss"} ${produced - stored} (QoS 1 messages unacknowledged to their devices when the fleet stopped: ${done.unacked ?? "?"}; messages still in ingest's session queue in the broker: ${ingestSessionQueued ?? "?"}), duplicates absorbed ${s.duplicates}, dead letters ${s.deadLettered}, ingest's broker connections ${s.connects}, deliveries held for packet identifiers ${brokerHeldForIds}, dropped by the offline-queue limit ${brokerOfflineDropped}`,
     `  emulator: cpu ${windowEnd.cpuPct?.toFixed(0)} %, dropped ${done.dropped}, buffered ${done.buffered}; ingest process cpu ${ingestCpuPct.toFixed(0)} %, broker cpu ${brokerCpuPct.toFixed(0)} %, PostgreSQL cpu ${pgCpuPct === undefined ? "n/a (not local)" : `${pgCpuPct.toFixed(0)} %`}, retries ${s.retries}`,
     `  machine busy in the window: ${machineBusyPct.toFixed(0)} % of one core (${cpus().length} cores), of which stolen by the hypervisor ${machineStealPct.toFixed(0)} %`,
     `  load average after: ${loadavg()
