@@ -60,7 +60,12 @@ class Gatherer implements PacketStream {
 
 /** First bytes of the four acknowledgements of MQTT 3.1.1 (§3.4–3.7): PUBACK, PUBREC, PUBREL (its
  * fixed flags 0b0010), PUBCOMP. */
-const ACK_HEADER: Record<string, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
+const ACK_HEADER = new Map<unknown, number>([
+  ["puback", 0x40],
+  ["pubrec", 0x50],
+  ["pubrel", 0x62],
+  ["pubcomp", 0x70],
+]);
 
 /**
  * A QoS acknowledgement of MQTT 3.1/3.1.1 (or of 5 written without `opts`, as mqtt-packet would too) as its
@@ -71,8 +76,8 @@ const ACK_HEADER: Record<string, number> = { puback: 0x40, pubrec: 0x50, pubrel:
  */
 function ackBytes(packet: object, opts: object | undefined): Buffer | undefined {
   const p = packet as { cmd?: unknown; messageId?: unknown; dup?: unknown; reasonCode?: unknown; properties?: unknown };
-  if (typeof p.cmd !== "string") return undefined;
-  const header = ACK_HEADER[p.cmd];
+  // (a Map, not an object literal: a command named after an Object.prototype property is no acknowledgement)
+  const header = ACK_HEADER.get(p.cmd);
   const id = p.messageId;
   if (header === undefined || typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 0xffff) return undefined;
   if (opts && (opts as { protocolVersion?: unknown }).protocolVersion === 5) return undefined;

@@ -153,6 +153,8 @@ describe("single-buffer packet writes (mqtt-packet's writeToStream, replaced on 
   it("leaves an invalid acknowledgement to mqtt-packet, which refuses it", async () => {
     const invalid: Packet[] = [undefined, "7", 1.5, -1, 65536, Number.NaN].map((messageId) => ({ cmd: "puback", messageId }));
     invalid.push({ cmd: "pubrel", messageId: 1, dup: true });
+    // commands that are names of Object.prototype's properties, not acknowledgements
+    for (const cmd of ["constructor", "toString", "__proto__"]) invalid.push({ cmd, messageId: 1 });
     for (const packet of invalid) {
       const { stream, writes } = sink();
       const failed = new Promise<Error>((resolve) => stream.once("error", resolve));
