@@ -281,7 +281,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
       metrics.oversizedPackets.inc();
       logger.warn({ transport, length, max: config.MQTT_MAX_PACKET_SIZE }, "oversized packet: connection closed");
     });
-    // whole PUBLISH packets read directly; anything else, and anything over the limit, by mqtt-packet (fast-publish.ts)
+    // whole PUBLISH and four-byte PUBACK packets read directly; anything else, and anything over the limit,
+    // by mqtt-packet (fast-publish.ts)
     installFastPublish((client as unknown as { _parser: PacketParser })._parser, config.MQTT_MAX_PACKET_SIZE);
   };
 

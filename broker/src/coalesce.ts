@@ -60,8 +60,8 @@ function flushAll(): void {
   try {
     for (; i < run.length; i++) run[i]!();
   } finally {
-    // should a flush throw (uncork reports errors through the stream, but), the sockets after it are still
-    // uncorked, each in an immediate of its own as before, and the error goes on to the caller
+    // should a flush throw (uncork reports its errors through the stream, so it should not), the sockets
+    // after it are still uncorked, each in an immediate of its own as before, and the error goes on
     for (i++; i < run.length; i++) setImmediate(run[i]!);
     run.length = 0;
     spare = run;

@@ -1,6 +1,6 @@
 /**
  * An in-memory Aedes broker (with the broker package's in-memory backend — retained messages indexed by
- * topic level, see broker/src/retained-index.ts — and its router fixes, PUBLISH fast path and throughput settings, below, as
+ * topic level, see broker/src/retained-index.ts — and its router fixes, PUBLISH/PUBACK fast path, offline-queue limit and throughput settings, below, as
  * `esp-fleet broker` installs them; no authentication) in its own process (so the emulator's CPU and memory are measured
  * separately). Prints `READY <port>` on stdout; then, every second, `STATS <json>` with its own CPU time,
  * RSS, clients, routing backlog, routings deferred by the recursion guard (total), the second's worst event-loop delay and accept → CONNACK time, its GC pause time, worst single GC pause and its kind (common/src/gc-watch.ts), the JS heap in use, the largest socket write buffer, the number of sockets waiting for 'drain' and the deliveries that waited for one in the second, and (totals) the deliveries held and the sessions disconnected because a session held nearly all packet identifiers (broker/src/packet-ids.ts), the messages the offline-queue limit dropped (total), and with BENCH_WATCH_SESSION=<client id> how many messages that persistent session's queue holds (sent and not acknowledged, or not sent yet). Stops on SIGTERM. Usage: [MQTT_CONCURRENCY=1000] [MQTT_ACCEPT_HANDLES=64] [MQTT_DRAIN_TIMEOUT_MS=5000] [MQTT_WRITE_HIGH_WATER_KB=512] [MQTT_PROMPT_DELIVERY=false] [BENCH_WATCH_SESSION=id] [BENCH_HEAP_SAMPLE=<file>:<from s>:<to s>[:all], below] tsx device-emulator/bench/broker-child.ts [port]
@@ -93,7 +93,7 @@ const onConnection = (socket: Socket) => {
   socket.once("close", () => sockets.delete(socket));
   // one writev per socket per event-loop turn, and the write high-water mark, as the broker has them
   const client = aedes.handle(raiseWriteHighWater(coalesceWrites(socket), writeHighWaterKb * 1024));
-  // whole PUBLISH packets read directly, as the broker does (broker/src/fast-publish.ts)
+  // whole PUBLISH and PUBACK packets read directly, as the broker does (broker/src/fast-publish.ts)
   installFastPublish((client as unknown as { _parser: PacketParser })._parser);
 };
 const server = createServer(onConnection);
@@ -129,12 +129,16 @@ if (heapSample) {
   const { writeFileSync } = await import("node:fs");
   const session = new Session();
   session.connect();
+  const failed = (e: unknown) => process.stderr.write(`broker child: heap profile not written: ${errorMessage(e)}\n`);
   setTimeout(() => {
-    void session.post("HeapProfiler.startSampling", {
-      samplingInterval: 16384,
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: what === "all",
-    });
+    // (a diagnosis that fails must not stop the broker under the bench)
+    session
+      .post("HeapProfiler.startSampling", {
+        samplingInterval: 16384,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: what === "all",
+      })
+      .catch(failed);
     setTimeout(() => {
       session
         .post("HeapProfiler.stopSampling")
@@ -142,8 +146,7 @@ if (heapSample) {
           writeFileSync(file, JSON.stringify(profile));
           process.stderr.write(`broker child: heap profile written to ${file}\n`);
         })
-        // a diagnosis that fails must not stop the broker under the bench
-        .catch((e: unknown) => process.stderr.write(`broker child: heap profile not written: ${errorMessage(e)}\n`));
+        .catch(failed);
     }, (Number(toS) - Number(fromS)) * 1000).unref();
   }, Number(fromS) * 1000).unref();
 }

@@ -144,6 +144,14 @@ function withLag(fleet: Fleet): Runner {
 const o = JSON.parse(process.argv[2] ?? "{}") as ChildOptions;
 const emit = (tag: string, data: Record<string, unknown>) => process.stdout.write(`${tag} ${JSON.stringify(data)}\n`);
 
+// BENCH_HEARTBEAT_MS (diagnosis): the devices' heartbeat period instead of the firmware's default
+const heartbeatEnv = process.env.BENCH_HEARTBEAT_MS;
+const heartbeatMs = heartbeatEnv === undefined || heartbeatEnv === "" ? undefined : Number(heartbeatEnv);
+if (heartbeatMs !== undefined && !(Number.isInteger(heartbeatMs) && heartbeatMs > 0)) {
+  emit("FAIL", { reason: `BENCH_HEARTBEAT_MS must be a whole number of milliseconds > 0, not "${heartbeatEnv}"` });
+  process.exit(2);
+}
+
 // The fleet runs as `esp-fleet emulate` runs it: same heap tuning (EMULATOR_HEAP_GROWTH_PERCENT); the bare
 // baseline is plain MQTT.js with V8's defaults.
 const heapGrowthPercent = loadEmulatorConfig().EMULATOR_HEAP_GROWTH_PERCENT;
@@ -169,7 +177,7 @@ const fleet: Runner =
           // Stopping the fleet waits up to a minute for the broker to acknowledge what is in flight, so that
           // an overloaded run's loss is the pipeline's, not the stop's (`unacked` counts what is left).
           closeTimeoutMs: 60_000,
-          firmware: { backoffMinMs: 2000, backoffMaxMs: 30_000, watchdogMs: 0, ...(process.env.BENCH_HEARTBEAT_MS ? { heartbeatMs: Number(process.env.BENCH_HEARTBEAT_MS) } : {}) },
+          firmware: { backoffMinMs: 2000, backoffMaxMs: 30_000, watchdogMs: 0, ...(heartbeatMs !== undefined ? { heartbeatMs } : {}) },
         }),
       );
 process.on("SIGTERM", () => void fleet.stop().then(() => process.exit(0)));

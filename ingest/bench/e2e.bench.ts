@@ -39,6 +39,9 @@ function statTicks(stat: string): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
+/** Node flags for a V8 CPU profile written into `dir` (none without one). */
+const cpuProfileFlags = (dir: string | undefined): string[] => (dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : []);
+
 /** CPU ticks (1/100 s) of each local PostgreSQL server process now (every process named `postgres`;
  * none when the database is on another host), from /proc. */
 function postgresTicks(): Map<string, number> {
@@ -212,7 +215,7 @@ let brokerHeldForIds = 0;
 let brokerOfflineDropped = 0;
 let brokerCpuPct = 0;
 const port = await new Promise<number>((resolve) => {
-  const profile = values["broker-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["broker-profile"]}`] : [];
+  const profile = cpuProfileFlags(values["broker-profile"]);
   const flags = values["broker-flags"].split(" ").filter(Boolean);
   child(
     here("../../device-emulator/bench/broker-child.ts"),
@@ -439,7 +442,7 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
     }
     if (tag === "FAIL") reject(new Error(data));
     if (tag === "DONE") resolve(JSON.parse(data) as Record<string, number>);
-  }, values["emulator-profile"] ? ["--cpu-prof", `--cpu-prof-dir=${values["emulator-profile"]}`] : [], Number(values["emulator-nice"]));
+  }, cpuProfileFlags(values["emulator-profile"]), Number(values["emulator-nice"]));
   c.once("exit", (code) => code && reject(new Error(`emulator exited with ${code}`)));
 }).catch(async (e: unknown) => {
   await stopChildren();

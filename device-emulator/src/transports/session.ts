@@ -296,8 +296,9 @@ export class SessionTransport implements DeviceTransport {
   /**
    * Every half keep-alive period. A PINGREQ goes only when nothing was acknowledged since the last check
    * (MQTT 3.1.1 §3.1.2.10: "in the absence of sending any other Control Packets"): a PUBACK received
-   * means the broker heard a PUBLISH of ours at most half a period earlier, so it never waits longer than a
-   * keep-alive period for a packet (it allows 1.5), and that the link carries both ways. A device publishing
+   * means the broker heard a PUBLISH of ours and the link carries both ways. With the broker acknowledging
+   * promptly it then hears from the device at least every keep-alive period plus the shared timer's
+   * lateness (up to 1 s; keepalive-timer.ts) — within the 1.5 periods it allows. A device publishing
    * every second thus sends no PINGREQ at all (MQTT.js too re-arms its ping on traffic); an idle one sends one
    * per period (its PINGRESP counts as an acknowledgement for the next check). No PINGRESP within a
    * keep-alive period (two checks): the link is dead even if the socket has not noticed.
