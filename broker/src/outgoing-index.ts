@@ -40,6 +40,9 @@ interface Node {
   next: Node | null;
 }
 
+/** what a removed node holds instead of its packet */
+const REMOVED: QueuedPacket = Object.freeze({});
+
 class SessionQueue {
   head: Node | null = null;
   tail: Node | null = null;
@@ -115,6 +118,16 @@ class SessionQueue {
     else this.head = node.next;
     if (node.next) node.next.prev = node.prev;
     else this.tail = node.prev;
+    // Cut the removed node loose. A node in the old generation that is removed is garbage, but the young
+    // generation's collections cannot know it: what it points to stays alive until promoted too. Its `next`
+    // kept the node after it, and so on down the queue — every message's node, packet copy, payload and the
+    // socket read holding that promoted, until a full collection, and the next promoted node started another
+    // chain ("nepotism"; java.util.concurrent's queues unlink removed nodes for the same reason). Its packet
+    // likewise, when V8 allocates the nodes old (allocation-site pretenuring, after a backlog).
+    // docs/benchmarks.md, "End to end, fourteenth session".
+    node.prev = null;
+    node.next = null;
+    node.packet = REMOVED;
     this.length--;
   }
 
@@ -126,10 +139,8 @@ class SessionQueue {
 }
 
 // An index entry is the node with that key — almost always one, held as it is, so that a message in
-// flight costs no array of its own (every such object outlives the young generation under a fleet and is
-// left to the old generation's collection) — or, only for duplicates (the same packet enqueued twice, an
-// identifier reused after 65,535 others) and, in a slot array, keys with the same low bits, the list of
-// them, where queue order decides.
+// flight costs no array of its own — or, only for duplicates (the same packet enqueued twice, an identifier
+// reused after 65,535 others) and keys with the same low bits, the list of them, where queue order decides.
 type Entry = Node | Node[];
 type Which = "any" | "same" | "other";
 
@@ -137,40 +148,49 @@ const counterOf = (n: Node): number | undefined => n.packet.brokerCounter;
 const messageIdOf = (n: Node): number | undefined => n.packet.messageId;
 
 export interface IndexOptions {
-  /** a session's index becomes a slot array once it holds more than this many keys (default 1,024) */
-  slotsAfter?: number;
-  /** the slot array has 2^slotBits slots, a key's slot its low bits (default 16: one per identifier) */
+  /** a session's index starts with 2^initialSlotBits slots (default 4)… */
+  initialSlotBits?: number;
+  /** …and doubles whenever it holds more keys than slots, up to 2^slotBits (default 16: one per packet identifier) */
   slotBits?: number;
 }
 
 /**
- * A session queue's nodes by an integer key (broker counter, packet identifier). It starts as a `Map`;
- * one that holds more than `slotsAfter` keys — a session with thousands of messages in flight, as ingest's —
- * becomes an array of 2^16 slots, a key's slot its low 16 bits (so one per packet identifier), for good.
- * A `Map` under that churn (a key added and one removed per message) rebuilds its table every few thousand
- * changes, and the tables of a few thousand entries are allocated old: in a heap profile of bench:e2e the
- * two indexes' tables were a fifth of what the broker's old generation collected (docs/benchmarks.md,
- * "End to end, thirteenth session"). The slot array is allocated once (512 KB) and changes in place. A
- * slot may hold nodes of other keys (counters 65,536 apart), so every lookup compares the key itself.
+ * A session queue's nodes by an integer key (broker counter, packet identifier): an array of slots, a key's
+ * slot its low bits. Every lookup compares the key itself, since keys with the same low bits share a slot.
+ * It starts at 16 slots and doubles whenever it holds more keys than slots, up to 2^16 (one per packet
+ * identifier) — a session with thousands of messages in flight, as ingest's, ends there (512 KB). The array
+ * is changed in place; only a doubling makes a new one.
+ *
+ * Not a `Map`, for the garbage collector (docs/benchmarks.md, "End to end, fourteenth session"). Under the
+ * churn of a session queue — a key added and one removed per message — a `Map` rebuilds its table every
+ * few thousand changes, and V8 keeps each obsolete table's entries and a link to its successor (for live
+ * iterators). Once one obsolete table has reached the old generation, that link keeps every later table,
+ * and the nodes, packets and payloads in them, alive through the young generation's collections until they
+ * are promoted too — in bench:e2e, in about half the runs, the broker's old generation grew ~4 MB/s from
+ * that alone, with a full collection every ~30 s. (In the thirteenth session this index was a `Map` up to
+ * 1,024 keys and a fixed 2^16-slot array beyond; the tables' reallocation, not the chain, was what was seen.)
  */
 class KeyIndex {
   /** distinct keys held */
   size = 0;
-  #map: Map<number, Entry> | undefined = new Map();
-  #slots: (Entry | undefined)[] | undefined;
-  readonly #mask: number;
-  readonly #slotsAfter: number;
+  #slots: (Entry | undefined)[];
+  #mask: number;
+  readonly #maxSlots: number;
 
   constructor(
     readonly keyOf: (n: Node) => number | undefined,
     opts: IndexOptions,
   ) {
-    this.#mask = 2 ** (opts.slotBits ?? 16) - 1;
-    this.#slotsAfter = opts.slotsAfter ?? 1024;
+    const maxBits = opts.slotBits ?? 16;
+    const bits = Math.min(opts.initialSlotBits ?? 4, maxBits);
+    // (a holey array stays in V8's fast elements, up to 2^16 too: no dictionary)
+    this.#slots = new Array<Entry | undefined>(2 ** bits);
+    this.#mask = 2 ** bits - 1;
+    this.#maxSlots = 2 ** maxBits;
   }
 
   #entry(key: number): Entry | undefined {
-    return this.#slots ? this.#slots[key & this.#mask] : this.#map!.get(key);
+    return this.#slots[key & this.#mask];
   }
 
   has(key: number): boolean {
@@ -205,50 +225,49 @@ class KeyIndex {
   add(node: Node): void {
     const key = this.keyOf(node);
     if (key === undefined) return;
-    if (!this.has(key)) this.size++;
-    if (this.#slots) {
-      const i = key & this.#mask;
-      this.#slots[i] = withNode(this.#slots[i], node);
-      return;
-    }
-    const entry = this.#map!.get(key);
-    if (!Array.isArray(entry)) this.#map!.set(key, withNode(entry, node));
-    else entry.push(node);
-    if (this.#map!.size > this.#slotsAfter) this.#toSlots();
+    if (!this.has(key) && ++this.size > this.#slots.length && this.#slots.length < this.#maxSlots) this.#grow();
+    const i = key & this.#mask;
+    this.#slots[i] = withNode(this.#slots[i], node);
   }
 
   /** Remove `node`, indexed under its key now, from the index. */
   drop(node: Node): void {
     const key = this.keyOf(node);
     if (key === undefined) return;
-    const entry = this.#entry(key);
+    const i = key & this.#mask;
+    const entry = this.#slots[i];
     if (entry === undefined) return;
-    let rest: Entry | undefined;
     if (!Array.isArray(entry)) {
       if (entry !== node) return;
-      rest = undefined;
+      this.#slots[i] = undefined;
     } else {
-      const i = entry.indexOf(node);
-      if (i < 0) return;
-      entry.splice(i, 1);
-      rest = entry.length === 0 ? undefined : entry.length === 1 ? entry[0] : entry;
+      const at = entry.indexOf(node);
+      if (at < 0) return;
+      entry.splice(at, 1);
+      if (entry.length <= 1) {
+        this.#slots[i] = entry[0];
+        entry.length = 0; // (a list left in the old generation must not hold on to its node)
+      }
     }
-    if (this.#slots) this.#slots[key & this.#mask] = rest;
-    else if (rest === undefined) this.#map!.delete(key);
-    else if (rest !== entry) this.#map!.set(key, rest);
     if (!this.has(key)) this.size--;
   }
 
-  #toSlots(): void {
-    // (a holey array of 2^16 elements stays in V8's fast elements: no dictionary)
-    const slots = new Array<Entry | undefined>(this.#mask + 1);
-    for (const [key, entry] of this.#map!) {
-      const i = key & this.#mask;
-      if (Array.isArray(entry)) for (const n of entry) slots[i] = withNode(slots[i], n);
-      else slots[i] = withNode(slots[i], entry);
+  #grow(): void {
+    const old = this.#slots;
+    const slots = new Array<Entry | undefined>(old.length * 2);
+    const mask = slots.length - 1;
+    const put = (n: Node) => {
+      const i = (this.keyOf(n) as number) & mask;
+      slots[i] = withNode(slots[i], n);
+    };
+    for (const entry of old) {
+      if (entry === undefined) continue;
+      if (Array.isArray(entry)) entry.forEach(put);
+      else put(entry);
     }
+    old.fill(undefined); // (the same: the old array may be in the old generation)
     this.#slots = slots;
-    this.#map = undefined;
+    this.#mask = mask;
   }
 }
 
@@ -288,7 +307,7 @@ export class OutgoingIndex {
 
   constructor(opts: { uniqueIds?: boolean } & IndexOptions = {}) {
     this.uniqueIds = opts.uniqueIds ?? false;
-    this.#indexOptions = { slotsAfter: opts.slotsAfter, slotBits: opts.slotBits };
+    this.#indexOptions = { initialSlotBits: opts.initialSlotBits, slotBits: opts.slotBits };
   }
   /** told the session whenever a PUBACK removes one of its messages (packet-ids.ts) */
   onCleared: ((clientId: string) => void) | undefined;
@@ -346,9 +365,10 @@ export class OutgoingIndex {
     const q = this.#queue(clientId);
     const node = q.firstWithId(messageId);
     if (!node) return undefined;
+    const packet = node.packet;
     q.remove(node);
     this.onCleared?.(clientId);
-    return node.packet;
+    return packet;
   }
 
   packets(clientId: string): QueuedPacket[] {

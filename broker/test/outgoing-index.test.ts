@@ -36,12 +36,13 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe("OutgoingIndex (indexed session queues for aedes-persistence's in-memory store)", () => {
-  // as deployed (a Map per index; these queues never hold 1,024 keys); slot arrays from the start, with 4
-  // slots so that different keys share one; and switching to them midway
+  // as deployed (16 slots to start with, doubling as they fill); 4 slots, so that different keys share one;
+  // and 1 slot to start with, doubling — up to 4, and up to the deployed limit
   it.each([
-    ["Map indexes", {}],
-    ["slot indexes of 4 slots", { slotsAfter: 0, slotBits: 2 }],
-    ["indexes that become slots after 3 keys", { slotsAfter: 3, slotBits: 2 }],
+    ["indexes as deployed", {}],
+    ["indexes of 4 slots", { initialSlotBits: 2, slotBits: 2 }],
+    ["indexes that grow from 1 slot to 4", { initialSlotBits: 0, slotBits: 2 }],
+    ["indexes that grow from 1 slot", { initialSlotBits: 0 }],
   ])("property (%s): same results, errors and queue contents as aedes-persistence's scans, for the operations Aedes makes", async (_, options) => {
     await fc.assert(
       // (size "max": lengths up to 120; fast-check's default size keeps arrays at ~5 operations)
@@ -101,7 +102,7 @@ describe("OutgoingIndex (indexed session queues for aedes-persistence's in-memor
   });
 
   it("a subscriber with 20,000 messages in flight: every delivery and PUBACK (newest first, the scan's worst case) finds its packet", async () => {
-    // (past 1,024 keys its indexes are slot arrays)
+    // (its indexes double from 16 slots to 32,768 on the way)
     const index = new OutgoingIndex();
     const N = 20_000;
     for (let i = 0; i < N; i++)
