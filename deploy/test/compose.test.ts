@@ -73,10 +73,12 @@ const ESP_FLEET_IMAGE = envVars.ESP_FLEET_IMAGE ?? "esp-fleet:local";
 const espFleetServices = Object.entries(compose.services).filter(([, s]) => s.image === ESP_FLEET_IMAGE);
 const words = (v: string | string[] | undefined): string[] => (Array.isArray(v) ? v : (v ?? "").split(/\s+/).filter(Boolean));
 const argv = (s: Service): string[] => words(s.command);
+/** The image's entry point (the Dockerfile's ENTRYPOINT), which a service may restate to give node flags. */
+const CLI_ENTRY = "cli/bin/esp-fleet.mjs";
 /** Services of the image that run a script instead of the `esp-fleet` entry point: `node --import tsx <script>`. */
 const scriptOf = (s: Service): string | undefined => {
   const e = words(s.entrypoint);
-  return e.length ? e.at(-1) : undefined;
+  return e.length && e.at(-1) !== CLI_ENTRY ? e.at(-1) : undefined;
 };
 /** What configures a service: its `esp-fleet` command, or the script its entrypoint runs. */
 const runnerOf = (s: Service): string => scriptOf(s) ?? argv(s)[0] ?? "start";
@@ -209,6 +211,18 @@ describe("docker-compose.yml against the Compose specification", () => {
     }
     for (const core of ["broker", "ingest", "sqal", "emulate"])
       expect(distinctCommands, `a service runs ${core}`).toContain(core);
+  });
+
+  it("a service that restates the image's entry point only adds node flags to it", () => {
+    expect(read("Dockerfile")).toContain(`ENTRYPOINT ["node", "${CLI_ENTRY}"]`);
+    const restated = cliServices.filter(([, s]) => s.entrypoint !== undefined);
+    expect(restated.map(([name]) => name)).toContain("broker"); // (V8 flags NODE_OPTIONS does not take)
+    for (const [name, s] of restated) {
+      const e = words(s.entrypoint);
+      expect(e[0], name).toBe("node");
+      expect(e.at(-1), name).toBe(CLI_ENTRY);
+      for (const flag of e.slice(1, -1)) expect(flag, `${name}: a node flag`).toMatch(/^--[a-z][a-z0-9-]*(=\S+)?$/);
+    }
   });
 
   it.each(espFleetServices.filter(([, s]) => scriptOf(s)).map(([name]) => name))(

@@ -13,7 +13,7 @@
  * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean] [--batch 2000 --max-pending 50000: ingest's batch and its limit of uncommitted messages]
- *        [--broker-profile DIR, --emulator-profile DIR: a V8 CPU profile of the broker or the fleet child; of ingest: node --cpu-prof --import tsx ingest/bench/e2e.bench.ts] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=128"]
+ *        [--broker-profile DIR, --emulator-profile DIR: a V8 CPU profile of the broker or the fleet child; of ingest: node --cpu-prof --import tsx ingest/bench/e2e.bench.ts] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=128 --no-allocation-site-pretenuring"]
  *        [--emulator-nice N: the fleet under nice(1)]; BENCH_TRACE=1: each second of the window on a line (CPU per process, backlog); the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
  *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set;
  *        diagnosis: BENCH_HEAP_SAMPLE (the broker child's sampling heap profile, see broker-child.ts), and a child's V8 lines (e.g.
@@ -109,8 +109,9 @@ const { values } = parseArgs({
     harness: { type: "string", default: "emulator" },
     connections: { type: "string", default: "20" },
     "broker-profile": { type: "string" },
-    // as deployed (docker-compose.yml, docs/broker.md "Young generation"): V8's semi-space at 128 MB
-    "broker-flags": { type: "string", default: "--max-semi-space-size=128" },
+    // as deployed (docker-compose.yml, docs/broker.md "Young generation"): V8's semi-space at 128 MB, and
+    // its allocation-site pretenuring off
+    "broker-flags": { type: "string", default: "--max-semi-space-size=128 --no-allocation-site-pretenuring" },
     "emulator-nice": { type: "string", default: "0" },
     "emulator-profile": { type: "string" },
   },
