@@ -166,9 +166,9 @@ export interface IndexOptions {
  * few thousand changes, and V8 keeps each obsolete table's entries and a link to its successor (for live
  * iterators). Once one obsolete table has reached the old generation, that link keeps every later table,
  * and the nodes, packets and payloads in them, alive through the young generation's collections until they
- * are promoted too — in bench:e2e, in about half the runs, the broker's old generation grew ~4 MB/s from
- * that alone, with a full collection every ~30 s. (In the thirteenth session this index was a `Map` up to
- * 1,024 keys and a fixed 2^16-slot array beyond; the tables' reallocation, not the chain, was what was seen.)
+ * are promoted too (seen in about 1 run in 10 of broker/test/outgoing-index-gc.test.ts's first version,
+ * with a `Map` index and removed nodes already unlinked). (In the thirteenth session this index was a `Map`
+ * up to 1,024 keys and a fixed 2^16-slot array beyond; the tables' reallocation was what was seen then.)
  */
 class KeyIndex {
   /** distinct keys held */
