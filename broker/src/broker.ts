@@ -23,7 +23,7 @@ import { installPromptDelivery } from "./deliver.ts";
 import { createIdentifierGate } from "./packet-ids.ts";
 import { installFastPublish, type PacketParser } from "./fast-publish.ts";
 import { coalesceWrites, countDrainWaits, raiseWriteHighWater } from "./coalesce.ts";
-import { createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
+import { connectedTo, createBackend, limitOfflineQueues, type Backend } from "./persistence.ts";
 import { listenTcp, listenTls, listenWebSocket, type Listener, type Transport } from "./listeners.ts";
 
 export interface BrokerDeps {
@@ -215,7 +215,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, deps: BrokerD
     {
       limitFor: queueLimit,
       anyLimit: config.MQTT_MAX_QUEUED_MESSAGES > 0 || config.MQTT_MAX_QUEUED_MESSAGES_SERVICE > 0,
-      isConnectedHere: (id) => (aedes as unknown as { clients: Record<string, unknown> }).clients[id] !== undefined,
+      isConnectedHere: connectedTo(aedes),
       onDrop(clientId, topic) {
         metrics.offlineDropped.inc();
         dropsSinceLog++;

@@ -115,6 +115,12 @@ export interface QueueLimitOptions {
   onDrop(clientId: string, topic: string): void;
 }
 
+/** `isConnectedHere` for an Aedes instance: whether a client with that id is connected to it. */
+export const connectedTo =
+  (aedes: object) =>
+  (id: string): boolean =>
+    (aedes as { clients: Record<string, unknown> }).clients[id] !== undefined;
+
 /**
  * Bound each offline persistent session's queue (MQTT_MAX_QUEUED_MESSAGES, or
  * MQTT_MAX_QUEUED_MESSAGES_SERVICE for a service account's session). Drop policy: when the

@@ -20,7 +20,7 @@ import { installRouterFixes } from "@esp-fleet/broker/router-fixes";
 import { installBatchedReplay } from "@esp-fleet/broker/replay";
 import { installPromptDelivery } from "@esp-fleet/broker/deliver";
 import { createIdentifierGate } from "@esp-fleet/broker/packet-ids";
-import { createBackend, limitOfflineQueues } from "@esp-fleet/broker/persistence";
+import { connectedTo, createBackend, limitOfflineQueues } from "@esp-fleet/broker/persistence";
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { watchGc } from "@esp-fleet/common/gc-watch";
@@ -68,7 +68,7 @@ limitOfflineQueues(
   {
     limitFor: () => 200_000,
     anyLimit: true,
-    isConnectedHere: (id) => (aedes as unknown as { clients: Record<string, unknown> }).clients[id] !== undefined,
+    isConnectedHere: connectedTo(aedes),
     onDrop: () => offlineDropped++,
   },
   backend.queueLength,
