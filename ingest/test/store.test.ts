@@ -17,6 +17,10 @@ import { count, fridgeReading, sqalSample, statusMsg, type Msg } from "./helpers
 const logger = silentLogger();
 const fridge: DeviceAddress = { site: "LL", kind: "fridge", dev: "F1" };
 const station: DeviceAddress = { site: "LL", kind: "sqal", dev: "S1" };
+// A redelivery is the same bytes, so the same device ts: each (boot, seq) here has one ts, as on a device.
+const T0 = Date.parse("2026-11-22T10:00:00Z");
+const reading = (boot: number, seq: number) => fridgeReading(fridge, boot, seq, T0 + boot * 1e6 + seq * 1000);
+const sample = (boot: number, seq: number) => sqalSample(station, boot, seq, T0 + boot * 1e6 + seq * 1000);
 
 function items(msgs: readonly Msg[], receivedAt = Date.now()): BatchItem[] {
   return msgs.map((m) => ({ ...m, receivedAt, outcome: classify(m.topic, m.payload, receivedAt) }));
@@ -42,8 +46,8 @@ function suite(name: string, open: () => Promise<{ db: Db; cleanup: () => Promis
 
     it("stores a batch of new rows with one COPY and counts them", async () => {
       const r = await write([
-        ...Array.from({ length: 20 }, (_, i) => fridgeReading(fridge, 1, i)),
-        ...Array.from({ length: 5 }, (_, i) => sqalSample(station, 1, i)),
+        ...Array.from({ length: 20 }, (_, i) => reading(1, i)),
+        ...Array.from({ length: 5 }, (_, i) => sample(1, i)),
       ]);
       expect(r.inserted).toEqual({ fridge_readings: 20, sqal_samples: 5 });
       expect(r.duplicates).toEqual({ fridge_readings: 0, sqal_samples: 0 });
@@ -52,19 +56,35 @@ function suite(name: string, open: () => Promise<{ db: Db; cleanup: () => Promis
 
     it("counts exactly when a batch mixes stored rows, new rows and a row twice, and stores each once", async () => {
       const r = await write([
-        fridgeReading(fridge, 1, 19), // stored by the previous batch
-        fridgeReading(fridge, 1, 20),
-        fridgeReading(fridge, 1, 21),
-        fridgeReading(fridge, 1, 21), // twice in this batch
-        sqalSample(station, 1, 5), // the other table of the batch is all new: it still takes one COPY
+        reading(1, 19), // stored by the previous batch
+        reading(1, 20),
+        reading(1, 21),
+        reading(1, 21), // twice in this batch
+        sample(1, 5), // the other table of the batch is all new: it still takes one COPY
       ]);
       expect(r.inserted).toEqual({ fridge_readings: 2, sqal_samples: 1 });
       expect(r.duplicates).toEqual({ fridge_readings: 2, sqal_samples: 0 });
       expect(await count(ctx.db, "fridge_readings")).toBe(22);
       expect(await count(ctx.db, "sqal_samples")).toBe(6);
-      const all = await write(Array.from({ length: 22 }, (_, i) => fridgeReading(fridge, 1, i)));
+      const all = await write(Array.from({ length: 22 }, (_, i) => reading(1, i)));
       expect(all.inserted).toEqual({ fridge_readings: 0 });
       expect(all.duplicates).toEqual({ fridge_readings: 22 });
+    });
+
+    it("stores a reading that reuses a stored (dev, boot, seq) with another ts as a reading of its own", async () => {
+      // Not a redelivery (that carries the same ts) but a device that reused its boot number, e.g. after
+      // losing its flash: its readings are kept, on both paths (docs/decisions.md, "Telemetry keys lead
+      // with (dev, ts)").
+      const reused = (seq: number) => fridgeReading(fridge, 1, seq, T0 + 5e6 + seq * 1000);
+      const alone = await write([reused(0)]);
+      expect(alone).toMatchObject({ inserted: { fridge_readings: 1 }, duplicates: { fridge_readings: 0 } });
+      const mixed = await write([reused(1), reading(1, 1)]); // reading(1, 1) is stored: the dedup path
+      expect(mixed).toMatchObject({ inserted: { fridge_readings: 1 }, duplicates: { fridge_readings: 1 } });
+      const r = await ctx.db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM fridge_readings WHERE dev = $1 AND boot = 1 AND seq IN (0, 1)",
+        [fridge.dev],
+      );
+      expect(r.rows[0]?.n).toBe(4);
     });
 
     it("applies device status from newly stored status rows on both paths, never from a duplicate", async () => {
@@ -84,12 +104,12 @@ function suite(name: string, open: () => Promise<{ db: Db; cleanup: () => Promis
     });
 
     it("lets a data error other than a duplicate through (the service then isolates the message)", async () => {
-      const bad = items([fridgeReading(fridge, 1, 100)]);
+      const bad = items([reading(1, 100)]);
       const o = bad[0]!.outcome;
       if (o.type !== "row") throw new Error("expected a row");
       const broken = { ...o, tuple: o.tuple.subarray(0, o.tuple.length - 3) }; // a truncated tuple
       await expect(writeBatch(ctx.db, [{ ...bad[0]!, outcome: broken }], { get: () => undefined }, 5000)).rejects.toThrow();
-      expect(await count(ctx.db, "fridge_readings")).toBe(22);
+      expect(await count(ctx.db, "fridge_readings")).toBe(24);
     });
   });
 }
