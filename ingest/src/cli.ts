@@ -46,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
       metrics: ctx.metrics,
       batchSize: config.INGEST_BATCH_SIZE,
       batchMs: config.INGEST_BATCH_MS,
+      maxInFlight: config.INGEST_MAX_IN_FLIGHT,
       maxPending: config.INGEST_MAX_PENDING,
       lastSeenResolutionMs: config.INGEST_LAST_SEEN_MS,
       partition,

@@ -15,6 +15,7 @@ export const IngestConfigSchema = z.object({
   HTTP_PORT: env.port(8082, "health, metrics and the device/telemetry API"),
   INGEST_BATCH_SIZE: env.int(1000, 1, 50_000, "flush a batch at this many messages"),
   INGEST_BATCH_MS: env.int(50, 1, 60_000, "…or when its oldest message is this old (ms)"),
+  INGEST_MAX_IN_FLIGHT: env.int(2, 1, 8, "batches committing at once, each on its own connection (always 1 on PGlite)"),
   INGEST_MAX_PENDING: env.int(20_000, 100, 1_000_000, "unacknowledged messages above which ingest stops reading from the broker"),
   INGEST_LAST_SEEN_MS: env.int(
     5000,

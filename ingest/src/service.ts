@@ -7,7 +7,7 @@ import type { Logger } from "@esp-fleet/common/logger";
 import { errorMessage } from "@esp-fleet/common/errors";
 import type { Db } from "@esp-fleet/db";
 import { classify, type ChannelTable, type Outcome } from "./rows.ts";
-import { isTransientDbError, writeBatch, type BatchItem } from "./store.ts";
+import { isTransientDbError, writeBatch, type BatchItem, type LastSeenCache } from "./store.ts";
 import { ownsDevice, subscriptionFilters, type Partition } from "./partition.ts";
 
 export interface IngestOptions {
@@ -30,6 +30,13 @@ export interface IngestOptions {
    * off instead of compounding. At pace a batch is still `batchSize` or what `batchMs` collected.
    */
   maxBatchSize?: number;
+  /**
+   * Batches committing at once, each in its own transaction on its own connection (default 2; always 1 on
+   * PGlite, which is one session). While one waits for its commit to reach the disk, the next is already
+   * being written, and PostgreSQL makes both durable with one WAL flush. PUBACKs still leave in the order
+   * the messages arrived (MQTT 3.1.1 §4.6): a batch that commits first waits for the ones before it.
+   */
+  maxInFlight?: number;
   /** Received but not yet acknowledged messages above which ingest stops reading from the broker (default 20 000). */
   maxPending?: number;
   /** `last_seen` is rewritten at most this often per device (default 5000 ms). */
@@ -82,6 +89,15 @@ export interface IngestService {
   drain(): Promise<void>;
 }
 
+/** A batch being committed. */
+interface Flight {
+  batch: Entry[];
+  state: "committing" | "committed" | "abandoned";
+  /** devices whose registry row this batch upserts (see LastSeenCache.claim) */
+  claimed: string[];
+  done: Promise<void>;
+}
+
 interface Entry extends BatchItem {
   messageId: number | undefined;
   /** The connection the message came on: a PUBACK only makes sense on that same connection. */
@@ -108,9 +124,12 @@ export function createIngest(options: IngestOptions): IngestService {
   const maxPending = options.maxPending ?? 20_000;
   const lastSeenResolutionMs = options.lastSeenResolutionMs ?? 5000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 5000;
+  const maxInFlight = db.kind === "pglite" ? 1 : Math.max(1, options.maxInFlight ?? 2);
   const partition = options.partition ?? {};
 
   const lastSeen = new Map<string, number>();
+  /** registry rows a batch in flight is upserting: the other batches leave them alone */
+  const claims = new Map<string, { flight: Flight; at: number }>();
   const stats: IngestStats = {
     received: 0,
     stored: 0,
@@ -131,8 +150,11 @@ export function createIngest(options: IngestOptions): IngestService {
 
   let client: MqttClient | undefined;
   let queue: Entry[] = [];
+  /** batches being committed, in the order they were taken from the queue */
+  const flights: Flight[] = [];
   let inflight = 0;
-  let flushing: Promise<void> | undefined;
+  /** stop() gave up waiting for the database: nothing more is committed */
+  let gaveUp = false;
   let timer: NodeJS.Timeout | undefined;
   let blocked: (() => void) | undefined;
   let stopping = false;
@@ -167,7 +189,7 @@ export function createIngest(options: IngestOptions): IngestService {
     queue.push({ outcome, topic: packet.topic, payload, receivedAt, messageId: packet.messageId, stream });
     stats.pending = waiting();
     if (queue.length >= batchSize) kick();
-    else if (!timer && !flushing) timer = setTimeout(kick, batchMs);
+    else if (!timer && flights.length < maxInFlight) timer = setTimeout(kick, batchMs);
     if (waiting() >= maxPending) {
       // Back-pressure: hold MQTT.js's packet loop; the socket stops being read, the broker queues.
       blocked = () => callback(DEFER_ACK);
@@ -177,16 +199,13 @@ export function createIngest(options: IngestOptions): IngestService {
     }
   }
 
+  /** Start committing every batch that is due, up to maxInFlight at once; else arm the batch timer. */
   function kick(): void {
     if (timer) {
       clearTimeout(timer);
       timer = undefined;
     }
-    if (!flushing) flushing = flushLoop().finally(() => (flushing = undefined));
-  }
-
-  async function flushLoop(): Promise<void> {
-    while (queue.length > 0) {
+    while (queue.length > 0 && flights.length < maxInFlight && !gaveUp) {
       const oldest = queue[0]!.receivedAt;
       const due = queue.length >= batchSize || stopping || Date.now() - oldest >= batchMs;
       if (!due) {
@@ -195,33 +214,64 @@ export function createIngest(options: IngestOptions): IngestService {
       }
       const batch = queue.slice(0, queue.length > batchSize ? maxBatchSize : batchSize);
       queue = queue.slice(batch.length);
-      inflight = batch.length;
-      const committed = await commit(batch);
-      inflight = 0;
-      if (committed) ack(batch);
-      else queue = batch.concat(queue); // stop() gave up: the broker redelivers the unacknowledged
-      stats.pending = waiting();
-      if (blocked && waiting() < maxPending) {
-        const release = blocked;
-        blocked = undefined;
-        release();
-      }
-      if (!committed) break;
+      inflight += batch.length;
+      const flight: Flight = { batch, state: "committing", claimed: [], done: Promise.resolve() };
+      flights.push(flight);
+      flight.done = commit(batch, cacheFor(flight)).then((committed) => settle(flight, committed));
+    }
+  }
+
+  /** A batch's transaction ended: acknowledge, in arrival order, every batch up to the first still committing. */
+  function settle(flight: Flight, committed: boolean): void {
+    flight.state = committed ? "committed" : "abandoned";
+    if (!committed) gaveUp = true; // only stop() gives up; the broker redelivers the unacknowledged
+    for (const dev of flight.claimed) if (claims.get(dev)?.flight === flight) claims.delete(dev);
+    const abandoned: Entry[] = [];
+    while (flights.length > 0 && flights[0]!.state !== "committing") {
+      const f = flights.shift()!;
+      inflight -= f.batch.length;
+      if (f.state === "committed") ack(f.batch);
+      else abandoned.push(...f.batch);
+    }
+    if (abandoned.length > 0) queue = abandoned.concat(queue);
+    stats.pending = waiting();
+    if (blocked && waiting() < maxPending) {
+      const release = blocked;
+      blocked = undefined;
+      release();
     }
     if (waiting() === 0) {
       const w = drainWaiters;
       drainWaiters = [];
       for (const f of w) f();
     }
+    kick();
+  }
+
+  /** The registry cache as one batch sees it: rows claimed by another batch in flight count as written. */
+  function cacheFor(flight: Flight): LastSeenCache {
+    if (maxInFlight === 1) return { get: (dev) => lastSeen.get(dev) };
+    return {
+      get(dev) {
+        const written = lastSeen.get(dev);
+        const c = claims.get(dev);
+        if (!c || c.flight === flight) return written;
+        return written === undefined || c.at > written ? c.at : written;
+      },
+      claim(dev, at) {
+        claims.set(dev, { flight, at });
+        flight.claimed.push(dev);
+      },
+    };
   }
 
   /** Commit one batch, retrying while the database is unreachable. false only when stop() gave up. */
-  async function commit(batch: Entry[]): Promise<boolean> {
+  async function commit(batch: Entry[], cache: LastSeenCache): Promise<boolean> {
     let delay = 100;
     for (;;) {
       const t0 = performance.now();
       try {
-        await writeAndCount(batch);
+        await writeAndCount(batch, cache);
         m.batchSeconds.observe((performance.now() - t0) / 1000);
         if (!stats.dbHealthy) log.info({ retries: stats.retries }, "database is back; ingest resumed");
         stats.dbHealthy = true;
@@ -230,7 +280,7 @@ export function createIngest(options: IngestOptions): IngestService {
       } catch (e) {
         if (!isTransientDbError(e)) {
           log.warn({ err: e, size: batch.length }, "batch refused by the database; storing its messages one by one");
-          const ok = await commitOneByOne(batch);
+          const ok = await commitOneByOne(batch, cache);
           if (ok) return true;
         } else {
           if (stats.dbHealthy) log.warn({ err: e }, "database unavailable; holding acknowledgements and retrying");
@@ -248,10 +298,10 @@ export function createIngest(options: IngestOptions): IngestService {
   }
 
   /** Isolate the message the database refuses (e.g. a value out of a column's range): it becomes a dead letter. */
-  async function commitOneByOne(batch: Entry[]): Promise<boolean> {
+  async function commitOneByOne(batch: Entry[], cache: LastSeenCache): Promise<boolean> {
     for (const entry of batch) {
       try {
-        await writeAndCount([entry]);
+        await writeAndCount([entry], cache);
       } catch (e) {
         if (isTransientDbError(e)) return false;
         log.warn({ err: e, topic: entry.topic }, "message refused by the database; dead-lettered");
@@ -260,7 +310,7 @@ export function createIngest(options: IngestOptions): IngestService {
           outcome: { type: "dead", stage: "store", reason: errorMessage(e).slice(0, 500), dev: deviceOf(entry.outcome) },
         };
         try {
-          await writeAndCount([dead]);
+          await writeAndCount([dead], cache);
         } catch {
           return false;
         }
@@ -269,11 +319,11 @@ export function createIngest(options: IngestOptions): IngestService {
     return true;
   }
 
-  async function writeAndCount(batch: Entry[]): Promise<void> {
+  async function writeAndCount(batch: Entry[], cache: LastSeenCache): Promise<void> {
     const t0 = performance.now();
-    const r = await writeBatch(db, batch, { get: (dev) => lastSeen.get(dev) }, lastSeenResolutionMs);
+    const r = await writeBatch(db, batch, cache, lastSeenResolutionMs);
     const now = Date.now();
-    for (const [dev, at] of r.seen) lastSeen.set(dev, at);
+    for (const [dev, at] of r.seen) if (!((lastSeen.get(dev) ?? -Infinity) >= at)) lastSeen.set(dev, at);
     for (const [table, n] of Object.entries(r.inserted) as [ChannelTable, number][]) {
       stats.stored += n;
       m.stored.inc({ table }, n);
@@ -399,7 +449,7 @@ export function createIngest(options: IngestOptions): IngestService {
         release();
       }
       kick();
-      while (flushing) await flushing;
+      while (flights.length > 0) await Promise.all(flights.map((f) => f.done));
       if (client) await client.endAsync(!client.connected);
       log.info({ ...stats }, "ingest stopped");
     },

@@ -43,8 +43,13 @@ export interface BatchResult {
 
 /** Decides which devices need their `last_seen` rewritten (a cache keeps the write rate down). */
 export interface LastSeenCache {
-  /** The last_seen written for a device, or undefined. */
+  /** The last_seen written for a device (or being written by another batch in flight), or undefined. */
   get(dev: string): number | undefined;
+  /**
+   * Called, before the transaction starts, for each device this batch is about to upsert: a batch committing
+   * beside it then leaves those rows alone instead of waiting for their row locks.
+   */
+  claim?(dev: string, at: number): void;
 }
 
 const STAGING_DDL = CHANNEL_TABLES.map(
@@ -119,6 +124,7 @@ export async function writeBatch(
     .sort((a, b) => (a.ref.dev < b.ref.dev ? -1 : a.ref.dev > b.ref.dev ? 1 : 0)); // one lock order across workers
 
   if (byTable.size === 0 && dead.length === 0 && upserts.length === 0 && metaByDev.size === 0) return result;
+  if (cache.claim) for (const d of upserts) cache.claim(d.ref.dev, d.last);
 
   await db.transaction(async (tx) => {
     if (upserts.length > 0) {

@@ -13,7 +13,7 @@ import {
   waitFor,
   type TestBroker,
 } from "@esp-fleet/common/testing";
-import { encodeCbor, type DeviceAddress } from "@esp-fleet/schemas";
+import { deviceTopic, encodeCbor, type DeviceAddress } from "@esp-fleet/schemas";
 import { migrate, openDb, type Db } from "@esp-fleet/db";
 import { createIngest, ingestHttpPlugin, type IngestService } from "../src/index.ts";
 import { count, eventMsg, fridgeReading, metaMsg, publishAll, sqalSample, statusMsg, type Msg } from "./helpers.ts";
@@ -244,11 +244,54 @@ describe.skipIf(!testDatabaseUrl)(`PostgreSQL${needsPostgres}`, () => {
       await locker.query("COMMIT");
       await waitFor(async () => (await count(db, "fridge_readings")) === sent.length, "all readings stored");
       await ingest.drain();
-      // 2,000 waiting readings in batches of at most 4 × 100: the blocked first batch and then ≤ 5 more,
-      // where fixed batches of 100 would take 20.
-      expect(ingest.stats().batches - batchesBefore).toBeLessThanOrEqual(6);
+      // 2,000 waiting readings in batches of at most 4 × 100: the two blocked batches of 100 (two commit at
+      // once) and then ≤ 5 more, where fixed batches of 100 would take 20.
+      expect(ingest.stats().batches - batchesBefore).toBeLessThanOrEqual(7);
       expect(ingest.stats().stored).toBe(sent.length);
       expect(ingest.stats().duplicates).toBe(0);
+    } finally {
+      await locker.end().catch(() => undefined);
+      await ingest?.stop();
+      await broker.close();
+      await db.close();
+      await t.drop();
+    }
+  });
+
+  it("acknowledges in arrival order when a later batch commits first (two batches in flight)", async () => {
+    const t = await createTestDatabase("ingestorder");
+    const db = await openDb({ databaseUrl: t.url, dataDir: "/nonexistent", logger });
+    const broker = await startTestBroker();
+    const { default: pg } = await import("pg");
+    const locker = new pg.Client({ connectionString: t.url });
+    const acked: string[] = [];
+    broker.aedes.on("ack", (packet, client) => {
+      if (client?.id === "order" && packet && "topic" in packet) acked.push(packet.topic);
+    });
+    let ingest: IngestService | undefined;
+    try {
+      await migrate(db, { logger });
+      const a: DeviceAddress = { site: "LL", kind: "fridge", dev: "FR_OA" };
+      const b: DeviceAddress = { site: "LL", kind: "fridge", dev: "FR_OB" };
+      // FR_OA's registry row exists and another session holds it: the batch that upserts it waits.
+      await db.query("INSERT INTO devices (id, kind, site, first_seen, last_seen) VALUES ('FR_OA', 'fridge', 'LL', now(), now())");
+      await locker.connect();
+      await locker.query("BEGIN");
+      await locker.query("SELECT 1 FROM devices WHERE id = 'FR_OA' FOR UPDATE");
+      ingest = createIngest({ db, mqttUrl: broker.url, clientId: "order", logger, batchSize: 5, batchMs: 60_000 });
+      await ingest.start();
+      await publishAll(broker.url, Array.from({ length: 5 }, (_, seq) => fridgeReading(a, 1, seq)), 1);
+      await publishAll(broker.url, Array.from({ length: 5 }, (_, seq) => fridgeReading(b, 1, seq)), 1);
+      // The second batch commits while the first waits for the row lock…
+      await waitFor(async () => (await db.query("SELECT 1 FROM fridge_readings WHERE dev = 'FR_OB'")).rowCount === 5, "FR_OB stored");
+      await new Promise((r) => setTimeout(r, 300));
+      // …but its PUBACKs wait for the first batch's.
+      expect(acked).toEqual([]);
+      expect(ingest.stats()).toMatchObject({ stored: 5, pending: 10, acked: 0 });
+      await locker.query("COMMIT");
+      await waitFor(() => acked.length === 10, "all ten acknowledged");
+      expect(acked).toEqual([...Array(5).fill(deviceTopic(a, "telemetry")), ...Array(5).fill(deviceTopic(b, "telemetry"))]);
+      expect(await count(db, "fridge_readings")).toBe(10);
     } finally {
       await locker.end().catch(() => undefined);
       await ingest?.stop();
