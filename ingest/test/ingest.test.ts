@@ -84,7 +84,14 @@ function suite(name: string, openTestDb: () => Promise<{ db: Db; cleanup(): Prom
       expect(s.duplicates).toBeGreaterThanOrEqual(dupes.length - 3 * 9); // meta duplicates are registry no-ops, not rows
       // Per-message counters are folded into the series when scraped: every message received is there.
       const metrics = await registry.metrics();
-      const series = (line: string) => Number(metrics.split("\n").find((l) => l.startsWith(line))?.split(" ").pop());
+      const series = (line: string) =>
+        Number(
+          metrics
+            .split("\n")
+            .find((l) => l.startsWith(line))
+            ?.split(" ")
+            .pop(),
+        );
       const all = [...sent, ...dupes];
       const on = (channel: string) => all.filter((m) => m.topic.endsWith(`/${channel}`)).length;
       expect(series('esp_fleet_ingest_received_total{channel="telemetry"}')).toBe(on("telemetry"));
@@ -274,16 +281,29 @@ describe.skipIf(!testDatabaseUrl)(`PostgreSQL${needsPostgres}`, () => {
       const a: DeviceAddress = { site: "LL", kind: "fridge", dev: "FR_OA" };
       const b: DeviceAddress = { site: "LL", kind: "fridge", dev: "FR_OB" };
       // FR_OA's registry row exists and another session holds it: the batch that upserts it waits.
-      await db.query("INSERT INTO devices (id, kind, site, first_seen, last_seen) VALUES ('FR_OA', 'fridge', 'LL', now(), now())");
+      await db.query(
+        "INSERT INTO devices (id, kind, site, first_seen, last_seen) VALUES ('FR_OA', 'fridge', 'LL', now(), now())",
+      );
       await locker.connect();
       await locker.query("BEGIN");
       await locker.query("SELECT 1 FROM devices WHERE id = 'FR_OA' FOR UPDATE");
       ingest = createIngest({ db, mqttUrl: broker.url, clientId: "order", logger, batchSize: 5, batchMs: 60_000 });
       await ingest.start();
-      await publishAll(broker.url, Array.from({ length: 5 }, (_, seq) => fridgeReading(a, 1, seq)), 1);
-      await publishAll(broker.url, Array.from({ length: 5 }, (_, seq) => fridgeReading(b, 1, seq)), 1);
+      await publishAll(
+        broker.url,
+        Array.from({ length: 5 }, (_, seq) => fridgeReading(a, 1, seq)),
+        1,
+      );
+      await publishAll(
+        broker.url,
+        Array.from({ length: 5 }, (_, seq) => fridgeReading(b, 1, seq)),
+        1,
+      );
       // The second batch commits while the first waits for the row lock…
-      await waitFor(async () => (await db.query("SELECT 1 FROM fridge_readings WHERE dev = 'FR_OB'")).rowCount === 5, "FR_OB stored");
+      await waitFor(
+        async () => (await db.query("SELECT 1 FROM fridge_readings WHERE dev = 'FR_OB'")).rowCount === 5,
+        "FR_OB stored",
+      );
       await new Promise((r) => setTimeout(r, 300));
       // …but its PUBACKs wait for the first batch's.
       expect(acked).toEqual([]);
