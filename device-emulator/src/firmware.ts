@@ -43,7 +43,8 @@ import type { DeviceTransport, LinkEvent, PublishChannel } from "./transport.ts"
  * Life cycle: boot (I2C scan; a failed sensor is an `error` state, not a crash) → Wi-Fi join → connect
  * (MQTT will = `status: offline`) → online (retained birth `status`, retained `meta`, `boot` event,
  * FIFO flush) → on link loss: reconnect with exponential backoff + jitter, readings go to a bounded
- * drop-oldest FIFO → flush in order after the reconnect. Heartbeat `status` every `heartbeatMs`. A
+ * drop-oldest FIFO → flush in order after the reconnect. Heartbeat `status` every `heartbeatMs` (the first
+ * at a random point of the first period after boot). A
  * watchdog reboots a device that stayed offline longer than `watchdogMs`. Clean stop publishes
  * `status: offline` and disconnects cleanly.
  *
@@ -367,7 +368,10 @@ export class EmulatedDevice implements TimerTarget {
     this.state = "booting";
     const wifi = this.#hw.uniform(this.#opts.wifiJoinMs[0], this.#opts.wifiJoinMs[1]);
     this.#set(T_CONNECT, now + this.#sim(extraDelayMs + wifi));
-    this.#set(T_HEARTBEAT, now + this.#sim(extraDelayMs + this.#opts.heartbeatMs));
+    // The first heartbeat at a random point of the period (then one per period): a fleet that boots together
+    // (a site's power coming back, or N emulated devices started at once) would otherwise send its heartbeats
+    // in one wave per period, every device's retained status and registry update in the same seconds.
+    this.#set(T_HEARTBEAT, now + this.#sim(extraDelayMs + (0.05 + 0.95 * this.#hw.next()) * this.#opts.heartbeatMs));
     this.#lastSampleAt = -1;
     if (!this.done) {
       if (this.spec.kind === "gavage") {

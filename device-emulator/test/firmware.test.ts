@@ -147,23 +147,50 @@ describe("firmware life cycle (manual clock, memory transport)", () => {
     expect(device.counters.buffered).toBe(0);
   });
 
-  it("heartbeat status carries uptime, heap, RSSI and counters", () => {
+  it("heartbeat status carries uptime, heap, RSSI and counters, one per period", () => {
     const { clock, transport, device, take } = rig("sqal", { heartbeatMs: 5000, intervalMs: 60_000 });
     device.start();
     clock.advance(100);
     transport.accept();
     take();
-    clock.advance(5000);
-    const hb = take().find((w) => w.topic.endsWith("/status"));
+    const heartbeats = () => take().filter((w) => w.topic.endsWith("/status"));
+    clock.advance(5000); // the first comes at a random point of the first period (after the Wi-Fi join here)
+    const [hb, more] = heartbeats();
+    expect(more).toBeUndefined();
     expect(hb?.retain).toBe(true);
     expect(hb?.msg).toMatchObject({
       state: "online",
       reason: "heartbeat",
-      uptime: 5,
       cnt: { buffered: 0, dropped: 0, reconnects: 0, i2c_err: 0 },
     });
+    expect(hb?.msg.uptime).toBeLessThanOrEqual(5);
     expect(hb?.msg.heap).toBeGreaterThan(100_000);
     expect(hb?.msg.rssi).toBeLessThan(0);
+    clock.advance(15_000);
+    const next = heartbeats();
+    expect(next.map((w) => w.msg.ts - hb!.msg.ts)).toEqual([5000, 10_000, 15_000]);
+  });
+
+  it("a fleet booted at once spreads its heartbeats over the period instead of sending them in one wave", () => {
+    const period = 30_000;
+    const firstAt = Array.from({ length: 40 }, (_, i) => {
+      const { clock, device, take } = deviceRig("fridge", {
+        options: { ...BASE, heartbeatMs: period, intervalMs: 3_600_000 },
+        mode: "accept",
+        dev: `FRIDGE_LL_${String(i).padStart(2, "0")}`,
+        seed: i,
+      });
+      const t0 = clock.now();
+      device.start();
+      clock.advance(period);
+      const hb = take().find((w) => w.topic.endsWith("/status") && w.msg.reason === "heartbeat");
+      return (hb!.msg.ts as number) - t0;
+    });
+    // Ten 3-second slots of the period: a wave would fill one or two; spread, most hold some.
+    const slots = new Set(firstAt.map((t) => Math.floor(t / 3000)));
+    expect(slots.size).toBeGreaterThanOrEqual(7);
+    expect(Math.min(...firstAt)).toBeGreaterThanOrEqual(0.05 * period);
+    expect(Math.max(...firstAt)).toBeLessThanOrEqual(period);
   });
 
   it("same seed ⇒ the same readings, byte for byte", () => {
