@@ -168,7 +168,7 @@ describe("firmware life cycle (manual clock, memory transport)", () => {
     expect(hb?.msg.rssi).toBeLessThan(0);
     clock.advance(15_000);
     const next = heartbeats();
-    expect(next.map((w) => w.msg.ts - hb!.msg.ts)).toEqual([5000, 10_000, 15_000]);
+    expect(next.map((w) => (w.msg.ts as number) - (hb!.msg.ts as number))).toEqual([5000, 10_000, 15_000]);
   });
 
   it("a fleet booted at once spreads its heartbeats over the period instead of sending them in one wave", () => {
