@@ -91,10 +91,10 @@ export interface IngestService {
 
 /** A batch being committed. */
 interface Flight {
+  /** numbers the batches, for the registry claims */
+  id: number;
   batch: Entry[];
   state: "committing" | "committed" | "abandoned";
-  /** devices whose registry row this batch upserts (see LastSeenCache.claim) */
-  claimed: string[];
   done: Promise<void>;
 }
 
@@ -128,8 +128,14 @@ export function createIngest(options: IngestOptions): IngestService {
   const partition = options.partition ?? {};
 
   const lastSeen = new Map<string, number>();
-  /** registry rows a batch in flight is upserting: the other batches leave them alone */
-  const claims = new Map<string, { flight: Flight; at: number }>();
+  // Registry rows a batch in flight is upserting, which the other batches leave alone: per device, the id
+  // of the last batch that claimed its row and the last_seen it writes. Overwritten, never deleted (one
+  // entry per device, as in `lastSeen`), and holding numbers only: a Map whose entries come and go at
+  // ~1,000 a second at 5,000 devices, each pointing at its batch, cost ingest 2–3 × the GC time (docs/benchmarks.md,
+  // fifteenth session).
+  const claimedBy = new Map<string, number>();
+  const claimedAt = new Map<string, number>();
+  let flightIds = 0;
   const stats: IngestStats = {
     received: 0,
     stored: 0,
@@ -155,6 +161,8 @@ export function createIngest(options: IngestOptions): IngestService {
   let inflight = 0;
   /** stop() gave up waiting for the database: nothing more is committed */
   let gaveUp = false;
+  /** …and from the batch it gave up on, nothing more is acknowledged */
+  let acksStopped = false;
   let timer: NodeJS.Timeout | undefined;
   let blocked: (() => void) | undefined;
   let stopping = false;
@@ -215,7 +223,7 @@ export function createIngest(options: IngestOptions): IngestService {
       const batch = queue.slice(0, queue.length > batchSize ? maxBatchSize : batchSize);
       queue = queue.slice(batch.length);
       inflight += batch.length;
-      const flight: Flight = { batch, state: "committing", claimed: [], done: Promise.resolve() };
+      const flight: Flight = { id: ++flightIds, batch, state: "committing", done: Promise.resolve() };
       flights.push(flight);
       flight.done = commit(batch, cacheFor(flight)).then((committed) => settle(flight, committed));
     }
@@ -225,13 +233,15 @@ export function createIngest(options: IngestOptions): IngestService {
   function settle(flight: Flight, committed: boolean): void {
     flight.state = committed ? "committed" : "abandoned";
     if (!committed) gaveUp = true; // only stop() gives up; the broker redelivers the unacknowledged
-    for (const dev of flight.claimed) if (claims.get(dev)?.flight === flight) claims.delete(dev);
     const abandoned: Entry[] = [];
     while (flights.length > 0 && flights[0]!.state !== "committing") {
       const f = flights.shift()!;
       inflight -= f.batch.length;
-      if (f.state === "committed") ack(f.batch);
-      else abandoned.push(...f.batch);
+      // After a batch stop() gave up on, later ones are not acknowledged either (stored, but their PUBACKs
+      // would overtake its): the broker redelivers them all and the copies store nothing.
+      if (f.state === "abandoned") acksStopped = true;
+      if (acksStopped) abandoned.push(...f.batch);
+      else ack(f.batch);
     }
     if (abandoned.length > 0) queue = abandoned.concat(queue);
     stats.pending = waiting();
@@ -251,16 +261,19 @@ export function createIngest(options: IngestOptions): IngestService {
   /** The registry cache as one batch sees it: rows claimed by another batch in flight count as written. */
   function cacheFor(flight: Flight): LastSeenCache {
     if (maxInFlight === 1) return { get: (dev) => lastSeen.get(dev) };
+    // A claim counts while its batch is still committing; once committed, `lastSeen` has what it wrote.
+    const committing = (id: number) => flights.some((f) => f.id === id && f.state === "committing");
     return {
       get(dev) {
         const written = lastSeen.get(dev);
-        const c = claims.get(dev);
-        if (!c || c.flight === flight) return written;
-        return written === undefined || c.at > written ? c.at : written;
+        const by = claimedBy.get(dev);
+        if (by === undefined || by === flight.id || !committing(by)) return written;
+        const at = claimedAt.get(dev)!;
+        return written === undefined || at > written ? at : written;
       },
       claim(dev, at) {
-        claims.set(dev, { flight, at });
-        flight.claimed.push(dev);
+        claimedBy.set(dev, flight.id);
+        claimedAt.set(dev, at);
       },
     };
   }
