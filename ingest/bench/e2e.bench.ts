@@ -12,7 +12,7 @@
  * machine's busy time, and after the fleet stops, loss = readings produced − rows stored.
  * `--harness lean` replaces the emulator fleet by ingest/bench/lean-publisher-child.ts: the same device
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
- * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean] [--batch 2000 --max-pending 50000: ingest's batch and its limit of uncommitted messages]
+ * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean] [--batch 2000 --max-pending 50000: ingest's batch and its limit of uncommitted messages; --max-in-flight N: its batches committing at once]
  *        [--broker-profile DIR, --emulator-profile DIR: a V8 CPU profile of the broker or the fleet child; of ingest: node --cpu-prof --import tsx ingest/bench/e2e.bench.ts] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=128 --no-allocation-site-pretenuring"]
  *        [--emulator-nice N: the fleet under nice(1)]; BENCH_TRACE=1: each second of the window on a line (CPU per process, backlog); the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
  *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set;
@@ -106,6 +106,8 @@ const { values } = parseArgs({
     batch: { type: "string", default: "2000" },
     // ingest's limit of uncommitted messages before it stops reading (its back-pressure)
     "max-pending": { type: "string", default: "50000" },
+    // ingest's batches committing at once (its INGEST_MAX_IN_FLIGHT; default: the service's)
+    "max-in-flight": { type: "string" },
     harness: { type: "string", default: "emulator" },
     connections: { type: "string", default: "20" },
     "broker-profile": { type: "string" },
@@ -161,7 +163,13 @@ process.once("SIGTERM", () => void abandon(143));
 const db = await openDb({ databaseUrl: db0.url, dataDir: "/nonexistent", logger, poolMax: 4 });
 await migrate(db, { logger });
 // the broker child's settings that differ from its defaults (device-emulator/bench/broker-child.ts)
-const brokerEnv = ["MQTT_CONCURRENCY", "MQTT_ACCEPT_HANDLES", "MQTT_DRAIN_TIMEOUT_MS", "MQTT_WRITE_HIGH_WATER_KB", "MQTT_PROMPT_DELIVERY"]
+const brokerEnv = [
+  "MQTT_CONCURRENCY",
+  "MQTT_ACCEPT_HANDLES",
+  "MQTT_DRAIN_TIMEOUT_MS",
+  "MQTT_WRITE_HIGH_WATER_KB",
+  "MQTT_PROMPT_DELIVERY",
+]
   .filter((k) => process.env[k] !== undefined)
   .map((k) => `${k}=${process.env[k]}`)
   .join(" ");
@@ -282,6 +290,7 @@ const ingest = createIngest({
   batchSize: Number(values.batch),
   batchMs: 50,
   maxPending: Number(values["max-pending"]),
+  ...(values["max-in-flight"] ? { maxInFlight: Number(values["max-in-flight"]) } : {}),
   onCommitted: ({ committedAt, deviceTs, receivedAt, commitMs }) => {
     if (!inWindow) return;
     windowCommitted += deviceTs.length;
@@ -390,60 +399,66 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
         goOnStdin: true,
       };
   const file = lean ? here("./lean-publisher-child.ts") : here("../../device-emulator/bench/emulator-child.ts");
-  const c = child(file, [JSON.stringify(opts)], (tag, data) => {
-    if (tag === "PROGRESS") process.stdout.write(`  progress: ${data} broker queue ${brokerQueued}, ${brokerLoop}\n`);
-    if (tag === "SETTLED") {
-      // The steady state starts when the connection storm's backlog is worked off: the broker's routing
-      // queue and ingest's uncommitted messages both under a second's worth of readings for 3 s in a row.
-      settledAt = performance.now();
-      console.log(`  fleet at its pace: ${data}; waiting for the broker queue and ingest to drain`);
-      const perSecond = (devices * 1000) / Number(values.interval);
-      let calm = 0;
-      watch = setInterval(() => {
-        const pendingNow = ingest.stats().pending;
-        calm = brokerQueued < perSecond && pendingNow < perSecond ? calm + 1 : 0;
-        if (calm < 3) return;
-        clearInterval(watch);
-        watch = undefined;
-        console.log(
-          `  drained ${((performance.now() - settledAt) / 1000).toFixed(1)} s after the fleet settled (broker queue ${brokerQueued}, ingest pending ${pendingNow})`,
-        );
-        c.stdin!.write("GO\n");
-      }, 1000);
-    }
-    if (tag === "WINDOW_START") {
-      if (watch) {
-        clearInterval(watch);
-        console.log(
-          `  NOT drained 120 s after the fleet settled (broker queue ${brokerQueued}, ingest pending ${ingest.stats().pending}): the window measures a pipeline that is behind`,
-        );
+  const c = child(
+    file,
+    [JSON.stringify(opts)],
+    (tag, data) => {
+      if (tag === "PROGRESS") process.stdout.write(`  progress: ${data} broker queue ${brokerQueued}, ${brokerLoop}\n`);
+      if (tag === "SETTLED") {
+        // The steady state starts when the connection storm's backlog is worked off: the broker's routing
+        // queue and ingest's uncommitted messages both under a second's worth of readings for 3 s in a row.
+        settledAt = performance.now();
+        console.log(`  fleet at its pace: ${data}; waiting for the broker queue and ingest to drain`);
+        const perSecond = (devices * 1000) / Number(values.interval);
+        let calm = 0;
+        watch = setInterval(() => {
+          const pendingNow = ingest.stats().pending;
+          calm = brokerQueued < perSecond && pendingNow < perSecond ? calm + 1 : 0;
+          if (calm < 3) return;
+          clearInterval(watch);
+          watch = undefined;
+          console.log(
+            `  drained ${((performance.now() - settledAt) / 1000).toFixed(1)} s after the fleet settled (broker queue ${brokerQueued}, ingest pending ${pendingNow})`,
+          );
+          c.stdin!.write("GO\n");
+        }, 1000);
       }
-      inWindow = true;
-      windowStart = performance.now();
-      windowStartWall = Date.now();
-      windowCpu = process.cpuUsage();
-      brokerCpuAtStart = brokerCpuUs;
-      pgCpu.start();
-      machineAtStart = machineCpuS();
-      console.log(`  window start: ${data}`);
-    }
-    if (tag === "WINDOW_END") {
-      inWindow = false;
-      windowWall = performance.now() - windowStart;
-      const u = process.cpuUsage(windowCpu);
-      ingestCpuPct = ((u.user + u.system) / 1000 / windowWall) * 100;
-      brokerCpuPct = ((brokerCpuUs - brokerCpuAtStart) / 1000 / windowWall) * 100;
-      const pgCpuS = pgCpu.stop();
-      if (pgCpuS !== undefined) pgCpuPct = (pgCpuS * 1e5) / windowWall;
-      const machine = machineCpuS();
-      machineBusyPct = ((machine.busy - machineAtStart.busy) * 1e5) / windowWall;
-      machineStealPct = ((machine.steal - machineAtStart.steal) * 1e5) / windowWall;
-      windowEnd = JSON.parse(data) as Record<string, number>;
-      console.log(`  window end: ${data}`);
-    }
-    if (tag === "FAIL") reject(new Error(data));
-    if (tag === "DONE") resolve(JSON.parse(data) as Record<string, number>);
-  }, cpuProfileFlags(values["emulator-profile"]), Number(values["emulator-nice"]));
+      if (tag === "WINDOW_START") {
+        if (watch) {
+          clearInterval(watch);
+          console.log(
+            `  NOT drained 120 s after the fleet settled (broker queue ${brokerQueued}, ingest pending ${ingest.stats().pending}): the window measures a pipeline that is behind`,
+          );
+        }
+        inWindow = true;
+        windowStart = performance.now();
+        windowStartWall = Date.now();
+        windowCpu = process.cpuUsage();
+        brokerCpuAtStart = brokerCpuUs;
+        pgCpu.start();
+        machineAtStart = machineCpuS();
+        console.log(`  window start: ${data}`);
+      }
+      if (tag === "WINDOW_END") {
+        inWindow = false;
+        windowWall = performance.now() - windowStart;
+        const u = process.cpuUsage(windowCpu);
+        ingestCpuPct = ((u.user + u.system) / 1000 / windowWall) * 100;
+        brokerCpuPct = ((brokerCpuUs - brokerCpuAtStart) / 1000 / windowWall) * 100;
+        const pgCpuS = pgCpu.stop();
+        if (pgCpuS !== undefined) pgCpuPct = (pgCpuS * 1e5) / windowWall;
+        const machine = machineCpuS();
+        machineBusyPct = ((machine.busy - machineAtStart.busy) * 1e5) / windowWall;
+        machineStealPct = ((machine.steal - machineAtStart.steal) * 1e5) / windowWall;
+        windowEnd = JSON.parse(data) as Record<string, number>;
+        console.log(`  window end: ${data}`);
+      }
+      if (tag === "FAIL") reject(new Error(data));
+      if (tag === "DONE") resolve(JSON.parse(data) as Record<string, number>);
+    },
+    cpuProfileFlags(values["emulator-profile"]),
+    Number(values["emulator-nice"]),
+  );
   c.once("exit", (code) => code && reject(new Error(`emulator exited with ${code}`)));
 }).catch(async (e: unknown) => {
   await stopChildren();
@@ -473,7 +488,8 @@ while (stored < (done.readings ?? 0)) {
   if (n > stored) lastGrowth = Date.now();
   stored = n;
 }
-if (Date.now() - waitStart > 91_000) console.log(`  the last rows took ${((Date.now() - waitStart) / 1000).toFixed(0)} s to arrive after the fleet stopped`);
+if (Date.now() - waitStart > 91_000)
+  console.log(`  the last rows took ${((Date.now() - waitStart) / 1000).toFixed(0)} s to arrive after the fleet stopped`);
 await ingest.drain();
 stored = await telemetryRows();
 // Where rows are missing: a device whose sequence numbers within one boot have a hole lost a reading (or
@@ -510,7 +526,22 @@ function sliceTable(): string[] {
   const ms = (x: number | undefined) => (x === undefined ? "-" : String(Math.round(x)));
   const pause = (x: number | undefined, kind: string | undefined) => (x === undefined ? "-" : `${x} ${kind || ""}`.trim());
   const rows = [
-    ["10 s", "worst lag = up + down", "commit", "broker queue", "out KB", "drain", "waits", "pending", "broker loop", "worst GC", "GC", "ingest loop", "worst GC", "GC"],
+    [
+      "10 s",
+      "worst lag = up + down",
+      "commit",
+      "broker queue",
+      "out KB",
+      "drain",
+      "waits",
+      "pending",
+      "broker loop",
+      "worst GC",
+      "GC",
+      "ingest loop",
+      "worst GC",
+      "GC",
+    ],
     ...Array.from(slices, (sl, i) => [
       String(i + 1),
       sl?.worstLagMs === undefined ? "-" : `${ms(sl.worstLagMs)} = ${ms(sl.worstUpMs)} + ${ms(sl.worstDownMs)}`,
