@@ -15,7 +15,7 @@ import {
 } from "@esp-fleet/common/testing";
 import { deviceTopic, encodeCbor, type DeviceAddress } from "@esp-fleet/schemas";
 import { migrate, openDb, type Db } from "@esp-fleet/db";
-import { createIngest, ingestHttpPlugin, type IngestService } from "../src/index.ts";
+import { createIngest, ingestHttpPlugin, type IngestOptions, type IngestService } from "../src/index.ts";
 import { count, eventMsg, fridgeReading, metaMsg, publishAll, sqalSample, statusMsg, type Msg } from "./helpers.ts";
 
 const logger = silentLogger();
@@ -228,8 +228,20 @@ describe.skipIf(!testDatabaseUrl)(`PostgreSQL${needsPostgres}`, () => {
     return { db: await openDb({ databaseUrl: t.url, dataDir: "/nonexistent", logger }), cleanup: () => t.drop() };
   });
 
-  it("works off a backlog left by a slow commit in larger batches, storing each reading once", async () => {
-    const t = await createTestDatabase("ingestcatchup");
+  /**
+   * A fresh database and broker, an ingest on them (`start`) and a second PostgreSQL session (`locker`)
+   * to hold locks with; everything is stopped and dropped after `fn`.
+   */
+  async function withLocker(
+    name: string,
+    fn: (r: {
+      db: Db;
+      broker: TestBroker;
+      locker: import("pg").Client;
+      start: (o: Partial<IngestOptions>) => Promise<IngestService>;
+    }) => Promise<void>,
+  ): Promise<void> {
+    const t = await createTestDatabase(name);
     const db = await openDb({ databaseUrl: t.url, dataDir: "/nonexistent", logger });
     const broker = await startTestBroker();
     const { default: pg } = await import("pg");
@@ -237,16 +249,36 @@ describe.skipIf(!testDatabaseUrl)(`PostgreSQL${needsPostgres}`, () => {
     let ingest: IngestService | undefined;
     try {
       await migrate(db, { logger });
-      ingest = createIngest({ db, mqttUrl: broker.url, clientId: "catchup", logger, batchSize: 100, batchMs: 20 });
-      await ingest.start();
-      // A commit that cannot finish: another session holds the readings table.
       await locker.connect();
+      await fn({
+        db,
+        broker,
+        locker,
+        start: async (o) => {
+          ingest = createIngest({ db, mqttUrl: broker.url, clientId: name, logger, ...o });
+          await ingest.start();
+          return ingest;
+        },
+      });
+    } finally {
+      await locker.end().catch(() => undefined);
+      await ingest?.stop();
+      await broker.close();
+      await db.close();
+      await t.drop();
+    }
+  }
+
+  it("works off a backlog left by a slow commit in larger batches, storing each reading once", () =>
+    withLocker("ingestcatchup", async ({ db, broker, locker, start }) => {
+      const ingest = await start({ batchSize: 100, batchMs: 20 });
+      // A commit that cannot finish: another session holds the readings table.
       await locker.query("BEGIN");
       await locker.query("LOCK TABLE fridge_readings IN ACCESS EXCLUSIVE MODE");
       const fridges: DeviceAddress[] = Array.from({ length: 10 }, (_, i) => ({ site: "LL", kind: "fridge", dev: `FR_CU_${i}` }));
       const sent = fridges.flatMap((a) => Array.from({ length: 200 }, (_, seq) => fridgeReading(a, 1, seq)));
       await publishAll(broker.url, sent, 4);
-      await waitFor(async () => ingest!.stats().pending === sent.length, "every reading received and waiting");
+      await waitFor(async () => ingest.stats().pending === sent.length, "every reading received and waiting");
       const batchesBefore = ingest.stats().batches;
       await locker.query("COMMIT");
       await waitFor(async () => (await count(db, "fridge_readings")) === sent.length, "all readings stored");
@@ -256,39 +288,23 @@ describe.skipIf(!testDatabaseUrl)(`PostgreSQL${needsPostgres}`, () => {
       expect(ingest.stats().batches - batchesBefore).toBeLessThanOrEqual(7);
       expect(ingest.stats().stored).toBe(sent.length);
       expect(ingest.stats().duplicates).toBe(0);
-    } finally {
-      await locker.end().catch(() => undefined);
-      await ingest?.stop();
-      await broker.close();
-      await db.close();
-      await t.drop();
-    }
-  });
+    }));
 
-  it("acknowledges in arrival order when a later batch commits first (two batches in flight)", async () => {
-    const t = await createTestDatabase("ingestorder");
-    const db = await openDb({ databaseUrl: t.url, dataDir: "/nonexistent", logger });
-    const broker = await startTestBroker();
-    const { default: pg } = await import("pg");
-    const locker = new pg.Client({ connectionString: t.url });
-    const acked: string[] = [];
-    broker.aedes.on("ack", (packet, client) => {
-      if (client?.id === "order" && packet && "topic" in packet) acked.push(packet.topic);
-    });
-    let ingest: IngestService | undefined;
-    try {
-      await migrate(db, { logger });
+  it("acknowledges in arrival order when a later batch commits first (two batches in flight)", () =>
+    withLocker("ingestorder", async ({ db, broker, locker, start }) => {
+      const acked: string[] = [];
+      broker.aedes.on("ack", (packet, client) => {
+        if (client?.id === "ingestorder" && packet && "topic" in packet) acked.push(packet.topic);
+      });
       const a: DeviceAddress = { site: "LL", kind: "fridge", dev: "FR_OA" };
       const b: DeviceAddress = { site: "LL", kind: "fridge", dev: "FR_OB" };
       // FR_OA's registry row exists and another session holds it: the batch that upserts it waits.
       await db.query(
         "INSERT INTO devices (id, kind, site, first_seen, last_seen) VALUES ('FR_OA', 'fridge', 'LL', now(), now())",
       );
-      await locker.connect();
       await locker.query("BEGIN");
       await locker.query("SELECT 1 FROM devices WHERE id = 'FR_OA' FOR UPDATE");
-      ingest = createIngest({ db, mqttUrl: broker.url, clientId: "order", logger, batchSize: 5, batchMs: 60_000 });
-      await ingest.start();
+      const ingest = await start({ batchSize: 5, batchMs: 60_000 });
       await publishAll(
         broker.url,
         Array.from({ length: 5 }, (_, seq) => fridgeReading(a, 1, seq)),
@@ -312,12 +328,5 @@ describe.skipIf(!testDatabaseUrl)(`PostgreSQL${needsPostgres}`, () => {
       await waitFor(() => acked.length === 10, "all ten acknowledged");
       expect(acked).toEqual([...Array(5).fill(deviceTopic(a, "telemetry")), ...Array(5).fill(deviceTopic(b, "telemetry"))]);
       expect(await count(db, "fridge_readings")).toBe(10);
-    } finally {
-      await locker.end().catch(() => undefined);
-      await ingest?.stop();
-      await broker.close();
-      await db.close();
-      await t.drop();
-    }
-  });
+    }));
 });
