@@ -44,8 +44,21 @@ function suite(name: string, open: () => Promise<{ db: Db; reopen: () => Promise
       );
       expect(r.rows.map((x) => x.version)).toContain(1);
       // 003: the registry keeps room on its pages for heap-only updates of last_seen
-      const opts = await ctx.db.query<{ reloptions: string[] | null }>("SELECT reloptions FROM pg_class WHERE relname = 'devices'");
+      const opts = await ctx.db.query<{ reloptions: string[] | null }>(
+        "SELECT reloptions FROM pg_class WHERE relname = 'devices'",
+      );
       expect(opts.rows[0]?.reloptions).toContain("fillfactor=50");
+      // 005: the tables written at rate are analyzed per million changed rows, not at every autovacuum visit
+      const analyzed = await ctx.db.query<{ relname: string; reloptions: string[] | null }>(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('fridge_readings', 'sqal_samples', 'devices', 'events', 'device_status') ORDER BY relname",
+      );
+      expect(analyzed.rows.map((x) => [x.relname, x.reloptions?.includes("autovacuum_analyze_threshold=1000000")])).toEqual([
+        ["device_status", true],
+        ["devices", true],
+        ["events", true],
+        ["fridge_readings", true],
+        ["sqal_samples", true],
+      ]);
     });
 
     it("inserts idempotently, copies, and rolls back a failed transaction", async () => {
