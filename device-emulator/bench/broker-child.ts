@@ -24,7 +24,7 @@ import { connectedTo, createBackend, limitOfflineQueues } from "@esp-fleet/broke
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { watchGc } from "@esp-fleet/common/gc-watch";
-import { errorMessage } from "@esp-fleet/common/errors";
+import { heapSampleFromEnv } from "./heap-sample.ts";
 
 const backend = await createBackend(undefined, silentLogger());
 let heldForIds = 0;
@@ -104,7 +104,12 @@ const port = Number(process.argv[2] ?? 0);
 await new Promise<void>((resolve) => server.listen({ port, host: "127.0.0.1", backlog: LISTEN_BACKLOG }, resolve));
 // and its listening descriptors (MQTT_ACCEPT_HANDLES, 64 as the broker's default): that many accepts per loop
 // iteration, not 1
-const extraListeners = await acceptCopies(server, Number(process.env.MQTT_ACCEPT_HANDLES ?? 64) - 1, LISTEN_BACKLOG, onConnection);
+const extraListeners = await acceptCopies(
+  server,
+  Number(process.env.MQTT_ACCEPT_HANDLES ?? 64) - 1,
+  LISTEN_BACKLOG,
+  onConnection,
+);
 let clients = 0;
 aedes.on("client", (client) => {
   clients++;
@@ -115,41 +120,8 @@ aedes.on("client", (client) => {
 aedes.on("clientDisconnect", () => clients--);
 process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
 // BENCH_HEAP_SAMPLE=<file>:<from s>:<to s>[:all] (diagnosis): V8's sampling heap profile from <from> to <to>
-// seconds after READY, of what the young generation's collections did not free — objects still alive, and
-// those that lived to be promoted and were freed by a full collection — or with `all` of every allocation,
-// written as a .heapprofile
-const heapSample = process.env.BENCH_HEAP_SAMPLE?.split(":");
-if (heapSample) {
-  const [file, fromS, toS, what] = heapSample as [string, string, string, string | undefined];
-  if (!file || !(Number(fromS) >= 0) || !(Number(toS) > Number(fromS)) || (what !== undefined && what !== "all")) {
-    process.stderr.write(`broker child: BENCH_HEAP_SAMPLE must be <file>:<from s>:<to s>[:all] with to > from ≥ 0, not "${process.env.BENCH_HEAP_SAMPLE}"\n`);
-    process.exit(2);
-  }
-  const { Session } = await import("node:inspector/promises");
-  const { writeFileSync } = await import("node:fs");
-  const session = new Session();
-  session.connect();
-  const failed = (e: unknown) => process.stderr.write(`broker child: heap profile not written: ${errorMessage(e)}\n`);
-  setTimeout(() => {
-    // (a diagnosis that fails must not stop the broker under the bench)
-    session
-      .post("HeapProfiler.startSampling", {
-        samplingInterval: 16384,
-        includeObjectsCollectedByMajorGC: true,
-        includeObjectsCollectedByMinorGC: what === "all",
-      })
-      .catch(failed);
-    setTimeout(() => {
-      session
-        .post("HeapProfiler.stopSampling")
-        .then(({ profile }) => {
-          writeFileSync(file, JSON.stringify(profile));
-          process.stderr.write(`broker child: heap profile written to ${file}\n`);
-        })
-        .catch(failed);
-    }, (Number(toS) - Number(fromS)) * 1000).unref();
-  }, Number(fromS) * 1000).unref();
-}
+// seconds after READY (device-emulator/bench/heap-sample.ts)
+await heapSampleFromEnv("BENCH_HEAP_SAMPLE", "broker child");
 const watched = process.env.BENCH_WATCH_SESSION;
 let sessionQueued: number | undefined;
 setInterval(() => {

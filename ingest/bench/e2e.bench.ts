@@ -14,9 +14,10 @@
  * messages from N device ids multiplexed over `--connections` MQTT connections (no per-device sessions).
  * Usage: flock /tmp/bench.lock npm run bench:e2e [-- --devices 10000 --window 60 --kinds fridge --harness emulator|lean] [--batch 2000 --max-pending 50000: ingest's batch and its limit of uncommitted messages; --max-in-flight N: its batches committing at once]
  *        [--broker-profile DIR, --emulator-profile DIR: a V8 CPU profile of the broker or the fleet child; of ingest: node --cpu-prof --import tsx ingest/bench/e2e.bench.ts] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=128 --no-allocation-site-pretenuring"]
- *        [--emulator-nice N: the fleet under nice(1)]; BENCH_TRACE=1: each second of the window on a line (CPU per process, backlog); the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
+ *        [--emulator-nice N: the fleet under nice(1)] [--emulator-flags="…": the fleet child's node flags, e.g. "--trace-gc"]; BENCH_TRACE=1: each second of the window on a line (CPU per process, backlog); the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
  *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set;
- *        diagnosis: BENCH_HEAP_SAMPLE (the broker child's sampling heap profile, see broker-child.ts), and a child's V8 lines (e.g.
+ *        diagnosis: BENCH_HEAP_SAMPLE and BENCH_EMULATOR_HEAP_SAMPLE (the broker or fleet child's sampling heap profile,
+ *        see device-emulator/bench/heap-sample.ts), and a child's V8 lines (e.g.
  *        --broker-flags="--max-semi-space-size=128 --trace-gc") are passed to stderr
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -116,6 +117,8 @@ const { values } = parseArgs({
     "broker-flags": { type: "string", default: "--max-semi-space-size=128 --no-allocation-site-pretenuring" },
     "emulator-nice": { type: "string", default: "0" },
     "emulator-profile": { type: "string" },
+    // the fleet child's node flags (none by default: Node's own heap settings)
+    "emulator-flags": { type: "string", default: "" },
   },
 });
 process.env.TEST_DATABASE_URL ||= "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -174,7 +177,7 @@ const brokerEnv = [
   .map((k) => `${k}=${process.env[k]}`)
   .join(" ");
 console.log(
-  `bench:e2e — ${values.harness} harness, ${devices} devices (${values.kinds}) every ${values.interval} ms, window ${windowS} s; broker flags "${values["broker-flags"]}"${brokerEnv ? `, ${brokerEnv}` : ""}${values["emulator-nice"] !== "0" ? `, emulator at nice ${values["emulator-nice"]}` : ""}; load average before: ${loadavg()
+  `bench:e2e — ${values.harness} harness, ${devices} devices (${values.kinds}) every ${values.interval} ms, window ${windowS} s; broker flags "${values["broker-flags"]}"${brokerEnv ? `, ${brokerEnv}` : ""}${values["emulator-nice"] !== "0" ? `, emulator at nice ${values["emulator-nice"]}` : ""}${values["emulator-flags"] ? `, emulator flags "${values["emulator-flags"]}"` : ""}; load average before: ${loadavg()
     .map((x) => x.toFixed(2))
     .join(" ")}`,
 );
@@ -456,7 +459,7 @@ const done = await new Promise<Record<string, number>>((resolve, reject) => {
       if (tag === "FAIL") reject(new Error(data));
       if (tag === "DONE") resolve(JSON.parse(data) as Record<string, number>);
     },
-    cpuProfileFlags(values["emulator-profile"]),
+    [...values["emulator-flags"].split(" ").filter(Boolean), ...cpuProfileFlags(values["emulator-profile"])],
     Number(values["emulator-nice"]),
   );
   c.once("exit", (code) => code && reject(new Error(`emulator exited with ${code}`)));
