@@ -18,6 +18,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { deviceTopic, encodeCbor, type DeviceKind } from "@esp-fleet/schemas";
 import { loadEmulatorConfig } from "../src/config.ts";
 import { tuneHeapGrowth } from "../src/heap.ts";
+import { heapSampleFromEnv } from "./heap-sample.ts";
 import { startFleet, fleetSpecs, type Fleet, type FleetStats } from "../src/fleet.ts";
 
 interface ChildOptions {
@@ -42,7 +43,10 @@ interface Runner {
   lagMs(): number;
   /** How many devices are in each state other than online (the fleet only). */
   states?(): Record<string, number>;
-  stats(): Pick<FleetStats, "online" | "sent" | "readings" | "reconnects" | "dropped" | "buffered" | "publishErrors" | "errors"> & {
+  stats(): Pick<
+    FleetStats,
+    "online" | "sent" | "readings" | "reconnects" | "dropped" | "buffered" | "publishErrors" | "errors"
+  > & {
     unacked?: number;
   };
   stop(): Promise<void>;
@@ -153,10 +157,14 @@ if (heartbeatMs !== undefined && !(Number.isInteger(heartbeatMs) && heartbeatMs 
 }
 
 // The fleet runs as `esp-fleet emulate` runs it: same heap tuning (EMULATOR_HEAP_GROWTH_PERCENT); the bare
-// baseline is plain MQTT.js with V8's defaults.
+// baseline is plain MQTT.js with V8's defaults. (The fleet is the default mode: bench:e2e passes none, and
+// until the sixteenth session its fleet ran untuned — V8's own growth, a full collection every ~20–35 s.)
 const heapGrowthPercent = loadEmulatorConfig().EMULATOR_HEAP_GROWTH_PERCENT;
-const heapTuned = o.mode === "fleet" && tuneHeapGrowth(heapGrowthPercent);
+const heapTuned = o.mode !== "bare" && tuneHeapGrowth(heapGrowthPercent);
 const rssBefore = process.memoryUsage().rss;
+// BENCH_EMULATOR_HEAP_SAMPLE=<file>:<from s>:<to s>[:all] (diagnosis): V8's sampling heap profile from <from>
+// to <to> seconds after the fleet starts (./heap-sample.ts)
+await heapSampleFromEnv("BENCH_EMULATOR_HEAP_SAMPLE", "emulator child");
 const eld = monitorEventLoopDelay({ resolution: 10 });
 eld.enable();
 const t0 = Date.now();
@@ -177,7 +185,12 @@ const fleet: Runner =
           // Stopping the fleet waits up to a minute for the broker to acknowledge what is in flight, so that
           // an overloaded run's loss is the pipeline's, not the stop's (`unacked` counts what is left).
           closeTimeoutMs: 60_000,
-          firmware: { backoffMinMs: 2000, backoffMaxMs: 30_000, watchdogMs: 0, ...(heartbeatMs !== undefined ? { heartbeatMs } : {}) },
+          firmware: {
+            backoffMinMs: 2000,
+            backoffMaxMs: 30_000,
+            watchdogMs: 0,
+            ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
+          },
         }),
       );
 process.on("SIGTERM", () => void fleet.stop().then(() => process.exit(0)));
