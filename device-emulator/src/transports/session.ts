@@ -14,6 +14,7 @@ import type {
 } from "../transport.ts";
 import { sharedKeepaliveTimer } from "./keepalive-timer.ts";
 import { DeviceTopics } from "./topics.ts";
+import { Unacked } from "./unacked.ts";
 import type { MqttTransportOptions } from "./mqtt.ts";
 
 /**
@@ -52,8 +53,8 @@ export class SessionTransport implements DeviceTransport {
   /** A connect() is in progress or the link is up: a 'close' must be reported. */
   #live = false;
   #lastError = "closed";
-  /** QoS 1 messages not yet acknowledged, by packet identifier, in publish order (a Map keeps it). */
-  readonly #inflight = new Map<number, Buffer>();
+  /** QoS 1 messages not yet acknowledged, in publish order (unacked.ts: written in place, unlike a Map). */
+  readonly #inflight = new Unacked();
   #lastId = 0;
   #subscribeId = 0;
   #connectTimer: NodeJS.Timeout | undefined;
@@ -70,7 +71,8 @@ export class SessionTransport implements DeviceTransport {
 
   constructor(addr: DeviceAddressInfo, opts: MqttTransportOptions) {
     const url = new URL(opts.url);
-    if (url.protocol !== "mqtt:" && url.protocol !== "tcp:") throw new TypeError(`SessionTransport speaks plain TCP, not ${url.protocol}`);
+    if (url.protocol !== "mqtt:" && url.protocol !== "tcp:")
+      throw new TypeError(`SessionTransport speaks plain TCP, not ${url.protocol}`);
     this.#addr = addr;
     this.#opts = opts;
     this.#host = url.hostname.replace(/^\[|\]$/g, "") || "localhost";
@@ -166,7 +168,7 @@ export class SessionTransport implements DeviceTransport {
         return;
       }
       const frame = publishFrame(topic, body, 1, opts.retain, id);
-      this.#inflight.set(id, frame);
+      this.#inflight.push(id, frame);
       if (this.#up) this.#sock?.write(frame);
       return;
     }
@@ -228,7 +230,7 @@ export class SessionTransport implements DeviceTransport {
 
   #onPuback(id: number): void {
     this.#acks++;
-    this.#inflight.delete(id);
+    this.#inflight.remove(id);
     if (this.#inflight.size === 0) this.#onAllAcked?.();
   }
 
@@ -247,7 +249,7 @@ export class SessionTransport implements DeviceTransport {
         // checked every half keep-alive period (#keepaliveCheck)
         if (keepaliveS > 0) this.#keepalive = sharedKeepaliveTimer.set(() => this.#keepaliveCheck(sock), keepaliveS * 500);
         // What was not acknowledged on the last link goes first, in order, flagged as a duplicate.
-        for (const frame of this.#inflight.values()) {
+        for (const frame of this.#inflight.frames()) {
           const again = Buffer.from(frame);
           again[0] = (again[0] as number) | 0x08;
           sock.write(again);
