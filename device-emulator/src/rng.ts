@@ -13,11 +13,16 @@ export class SeededRng implements Rng {
   #hasSpare = false;
 
   constructor(seed: number | string) {
-    this.#state = (typeof seed === "string" ? hashString(seed) : seed >>> 0) || 0x9e3779b9;
+    this.#state = ((typeof seed === "string" ? hashString(seed) : seed >>> 0) || 0x9e3779b9) | 0;
   }
 
   next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
+    // The state is kept as a signed 32-bit integer (`| 0`), mulberry32's unsigned one with the same bits:
+    // every value is then a small integer to V8, stored in place, where half the unsigned ones (≥ 2³¹)
+    // would each be a new heap number — one per call, the last of which lives until the device's next
+    // reading and is promoted as garbage (docs/benchmarks.md, sixteenth session). The arithmetic below
+    // reads only the bits, so the sequence is the same.
+    this.#state = (this.#state + 0x6d2b79f5) | 0;
     let t = this.#state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
