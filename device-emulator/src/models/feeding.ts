@@ -80,12 +80,13 @@ export class FeedingLot {
   readonly genetics: Genetics;
   readonly days: number;
   readonly initial: number;
-  alive: number;
-  weight: number;
+  // numbers from the start, so that V8 keeps fractional values in place (see FridgeModel.t)
+  alive = 0;
+  weight = 0;
   day = -1;
   feedings = 0;
-  penT: number;
-  penRh: number;
+  penT = 0;
+  penRh = 0;
   finished = false;
 
   constructor(

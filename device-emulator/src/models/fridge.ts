@@ -21,10 +21,15 @@ const round = (x: number, digits: number): number => {
  */
 export class FridgeModel {
   readonly profile: FridgeProfile;
-  t: number;
+  // The fractional fields rewritten every reading start as numbers (set for real in the constructor): a
+  // field declared without an initializer is first `undefined`, and V8 then keeps it as a tagged field in
+  // which every new fractional value is a new heap number — one that lives until the next reading, a second
+  // later, and is promoted as garbage. A field that starts as a number holds its value in place
+  // (docs/benchmarks.md, sixteenth session).
+  t = 0;
   comp = true;
   doorLeftS = 0;
-  sinceDefrostS: number;
+  sinceDefrostS = 0;
   fault: FaultId | null = null;
   faultLeft = 0;
   faultAge = 0;
