@@ -24,7 +24,7 @@ import { connectedTo, createBackend, limitOfflineQueues } from "@esp-fleet/broke
 import { disableHighWaterDedupe, isDuplicate } from "@esp-fleet/broker/dedupe";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { watchGc } from "@esp-fleet/common/gc-watch";
-import { heapSampleFromEnv } from "./heap-sample.ts";
+import { heapSampleFromEnv } from "@esp-fleet/common/heap-sample";
 
 const backend = await createBackend(undefined, silentLogger());
 let heldForIds = 0;
@@ -120,7 +120,7 @@ aedes.on("client", (client) => {
 aedes.on("clientDisconnect", () => clients--);
 process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
 // BENCH_HEAP_SAMPLE=<file>:<from s>:<to s>[:all] (diagnosis): V8's sampling heap profile from <from> to <to>
-// seconds after READY (device-emulator/bench/heap-sample.ts)
+// seconds after READY (common/src/heap-sample.ts)
 await heapSampleFromEnv("BENCH_HEAP_SAMPLE", "broker child");
 const watched = process.env.BENCH_WATCH_SESSION;
 let sessionQueued: number | undefined;

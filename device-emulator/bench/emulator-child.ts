@@ -18,7 +18,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { deviceTopic, encodeCbor, type DeviceKind } from "@esp-fleet/schemas";
 import { loadEmulatorConfig } from "../src/config.ts";
 import { tuneHeapGrowth } from "../src/heap.ts";
-import { heapSampleFromEnv } from "./heap-sample.ts";
+import { heapSampleFromEnv } from "@esp-fleet/common/heap-sample";
 import { startFleet, fleetSpecs, type Fleet, type FleetStats } from "../src/fleet.ts";
 
 interface ChildOptions {
@@ -163,7 +163,7 @@ const heapGrowthPercent = loadEmulatorConfig().EMULATOR_HEAP_GROWTH_PERCENT;
 const heapTuned = o.mode !== "bare" && tuneHeapGrowth(heapGrowthPercent);
 const rssBefore = process.memoryUsage().rss;
 // BENCH_EMULATOR_HEAP_SAMPLE=<file>:<from s>:<to s>[:all] (diagnosis): V8's sampling heap profile from <from>
-// to <to> seconds after the fleet starts (./heap-sample.ts)
+// to <to> seconds after the fleet starts (common/src/heap-sample.ts)
 await heapSampleFromEnv("BENCH_EMULATOR_HEAP_SAMPLE", "emulator child");
 const eld = monitorEventLoopDelay({ resolution: 10 });
 eld.enable();

@@ -16,8 +16,8 @@
  *        [--broker-profile DIR, --emulator-profile DIR: a V8 CPU profile of the broker or the fleet child; of ingest: node --cpu-prof --import tsx ingest/bench/e2e.bench.ts] [--broker-flags="…": its node flags; default as deployed, "--max-semi-space-size=128 --no-allocation-site-pretenuring"]
  *        [--emulator-nice N: the fleet under nice(1)] [--emulator-flags="…": the fleet child's node flags, e.g. "--trace-gc"]; BENCH_TRACE=1: each second of the window on a line (CPU per process, backlog); the broker child takes MQTT_CONCURRENCY, MQTT_ACCEPT_HANDLES, MQTT_DRAIN_TIMEOUT_MS,
  *        MQTT_WRITE_HIGH_WATER_KB and MQTT_PROMPT_DELIVERY from the environment (defaults as the broker's), and the header line shows those set;
- *        diagnosis: BENCH_HEAP_SAMPLE and BENCH_EMULATOR_HEAP_SAMPLE (the broker or fleet child's sampling heap profile,
- *        see device-emulator/bench/heap-sample.ts), and a child's V8 lines (e.g.
+ *        diagnosis: BENCH_HEAP_SAMPLE, BENCH_EMULATOR_HEAP_SAMPLE and BENCH_INGEST_HEAP_SAMPLE (a sampling heap profile of
+ *        the broker child, the fleet child or this process — ingest — see common/src/heap-sample.ts), and a child's V8 lines (e.g.
  *        --broker-flags="--max-semi-space-size=128 --trace-gc") are passed to stderr
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -29,6 +29,7 @@ import { parseArgs } from "node:util";
 import { Registry } from "prom-client";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { watchGc } from "@esp-fleet/common/gc-watch";
+import { heapSampleFromEnv } from "@esp-fleet/common/heap-sample";
 import { silentLogger } from "@esp-fleet/common/logger";
 import { errorMessage } from "@esp-fleet/common/errors";
 import { migrate, openDb } from "@esp-fleet/db";
@@ -154,6 +155,9 @@ function child(
   return c;
 }
 
+// BENCH_INGEST_HEAP_SAMPLE=<file>:<from s>:<to s>[:all] (diagnosis): this process's sampling heap profile (ingest
+// and the bench's own bookkeeping), <from> to <to> seconds after the bench starts
+await heapSampleFromEnv("BENCH_INGEST_HEAP_SAMPLE", "bench:e2e");
 const db0 = await createTestDatabase("benche2e");
 // a failed or interrupted run drops its database too (each run's is a few hundred MB)
 const abandon = async (code: number) => {
