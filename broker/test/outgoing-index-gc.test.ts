@@ -1,15 +1,6 @@
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
+import { exposedGc, oldGenerationBytes } from "@esp-fleet/common/testing";
 import { OutgoingIndex } from "../src/outgoing-index.ts";
-
-/** bytes in V8's old generation (old space and large objects) */
-function oldGeneration(): number {
-  let used = 0;
-  for (const s of v8.getHeapSpaceStatistics())
-    if (s.space_name === "old_space" || s.space_name === "large_object_space") used += s.space_used_size;
-  return used;
-}
 
 // A file of its own: what V8 learns from other tests' long queues (allocation-site pretenuring) would change
 // what this one measures.
@@ -20,11 +11,17 @@ describe("OutgoingIndex and the garbage collector", () => {
     // links it to its successor) kept the next node or table alive until promoted as well, and so on down
     // the queue: every message's node, packet copy and payload promoted (docs/benchmarks.md, "End to end,
     // fourteenth session"). Before the fix the old generation grew ~17 MB here, in every run.
-    v8.setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as (o?: { type: "minor" }) => void;
+    const gc = exposedGc();
     const index = new OutgoingIndex();
     const put = (n: number) => {
-      index.enqueue("ingest", { cmd: "publish", topic: "t", payload: Buffer.from("0123456789"), qos: 1, brokerId: "b", brokerCounter: n });
+      index.enqueue("ingest", {
+        cmd: "publish",
+        topic: "t",
+        payload: Buffer.from("0123456789"),
+        qos: 1,
+        brokerId: "b",
+        brokerCounter: n,
+      });
       index.update("ingest", { brokerId: "b", brokerCounter: n, messageId: (n % 65_535) + 1 });
     };
     // 100 in flight, acknowledged in order; a scavenge every 1,000 messages, so none is alive at two
@@ -38,9 +35,9 @@ describe("OutgoingIndex and the garbage collector", () => {
     for (let n = 1; n <= 100; n++) put(n);
     run(101, 10_100); // (optimized code from here on)
     gc(); // the 100 in flight now are in the old generation, as a backlog leaves them
-    const before = oldGeneration();
+    const before = oldGenerationBytes();
     run(10_101, 60_100);
-    const grown = oldGeneration() - before;
+    const grown = oldGenerationBytes() - before;
     // 50,000 messages of ~300 bytes (node, packet copy, payload view) each: several MB if they are promoted
     expect(grown).toBeLessThan(1_000_000);
     expect(index.length("ingest")).toBe(100);

@@ -4,6 +4,8 @@
  */
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { randomBytes } from "node:crypto";
+import v8 from "node:v8";
+import { runInNewContext } from "node:vm";
 import { Aedes } from "aedes";
 
 export interface TestBroker {
@@ -94,4 +96,19 @@ export async function freePort(): Promise<number> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((resolve) => s.close(() => resolve()));
   return port;
+}
+
+/** Bytes in V8's old generation now (old space and large objects): what promotion grows, for the tests that
+ * measure what survives the young generation's collections. */
+export function oldGenerationBytes(): number {
+  let used = 0;
+  for (const s of v8.getHeapSpaceStatistics())
+    if (s.space_name === "old_space" || s.space_name === "large_object_space") used += s.space_used_size;
+  return used;
+}
+
+/** V8's `gc()` — a full collection, or a young-generation one with `{ type: "minor" }` — exposed at run time. */
+export function exposedGc(): (o?: { type: "minor" }) => void {
+  v8.setFlagsFromString("--expose-gc");
+  return runInNewContext("gc") as (o?: { type: "minor" }) => void;
 }

@@ -1,18 +1,9 @@
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
+import { exposedGc, oldGenerationBytes } from "@esp-fleet/common/testing";
 import { FridgeModel } from "../src/models/fridge.ts";
 import { DEFAULT_PROFILES } from "../src/firmware.ts";
 import { SeededRng } from "../src/rng.ts";
 import { Unacked } from "../src/transports/unacked.ts";
-
-/** bytes in V8's old generation (old space and large objects) */
-function oldGeneration(): number {
-  let used = 0;
-  for (const s of v8.getHeapSpaceStatistics())
-    if (s.space_name === "old_space" || s.space_name === "large_object_space") used += s.space_used_size;
-  return used;
-}
 
 /**
  * What a device keeps from one reading to the next, a second later, survives the young generation's
@@ -23,20 +14,19 @@ function oldGeneration(): number {
  * second to the next is promoted) and measures how much the old generation grew.
  */
 describe("what the fleet keeps per device per second, and the garbage collector", () => {
-  v8.setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as (o?: { type: "minor" }) => void;
+  const gc = exposedGc();
   const N = 20_000;
   const promotedPerDeviceSecond = (second: () => void): number => {
     for (let i = 0; i < 30; i++) second(); // (optimized code from here on)
     gc();
-    const before = oldGeneration();
+    const before = oldGenerationBytes();
     const seconds = 20;
     for (let i = 0; i < seconds; i++) {
       second();
       gc({ type: "minor" });
       gc({ type: "minor" });
     }
-    return (oldGeneration() - before) / (seconds * N);
+    return (oldGenerationBytes() - before) / (seconds * N);
   };
 
   it("a session's in-flight table: one QoS 1 message sent and acknowledged per second promotes nothing", () => {
