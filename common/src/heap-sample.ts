@@ -7,7 +7,7 @@
  * profile that cannot be taken or written is reported on stderr and the child goes on (a diagnosis must not
  * stop the process under the bench).
  */
-import { errorMessage } from "@esp-fleet/common/errors";
+import { errorMessage } from "./errors.ts";
 
 export async function heapSampleFromEnv(variable: string, who: string): Promise<void> {
   const value = process.env[variable];

@@ -9,7 +9,7 @@
  * collections and be promoted as garbage. In `bench:e2e` (10,000 devices) that was ~60 % of everything the
  * fleet process promoted, and its old generation's growth brought a full collection every ~35 s, whose
  * concurrent marking took a third of a core from the broker beside it (docs/benchmarks.md, sixteenth
- * session). Here the arrays only grow, when more are in flight than ever before on this session.
+ * session). Here the arrays are replaced only when the ring is full (holes squeezed out, or doubled).
  *
  * Identifiers are the caller's (the session numbers them upwards, as ESP-IDF's esp-mqtt does). PUBACKs
  * normally come in send order, so `remove` and `has` look at the oldest entry first; they scan the ring
