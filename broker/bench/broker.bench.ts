@@ -6,7 +6,9 @@
  *      delivered msg/s at a subscriber and the broker's CPU.
  * Each broker first carries BENCH_WARMUP_N messages at QoS 0 and at QoS 1 that are not counted (JIT warm-up).
  * Figures are printed with Mosquitto ratios. Options (env): BENCH_QOS0_N, BENCH_QOS1_N, BENCH_IDLE (0 = skip
- * phase 2), BENCH_RATE_S, BENCH_BROKER_ARGS (node flags for the broker, e.g. --cpu-prof),
+ * phase 2), BENCH_RATE_S, BENCH_BROKER_FLAGS (the broker's V8 flags; default as deployed, docker-compose.yml:
+ * "--max-semi-space-size=128 --no-allocation-site-pretenuring"; "" for V8's own), BENCH_BROKER_ARGS (more node
+ * flags for the broker, e.g. --cpu-prof),
  * BENCH_VARIANT ("MQTT_X=off …": also run our broker with these settings, 1→1 only, for an A/B),
  * BENCH_VARIANT_ROOT (… or the broker of another checkout, e.g. the commit before a change),
  * BENCH_PERSISTENT_SUB=1 (the QoS 1 subscriber has a persistent session, as ingest: every message through
@@ -32,6 +34,11 @@ const FLEET_QOS = process.env.BENCH_FLEET_QOS === "1" ? 1 : 0;
 // BENCH_VARIANT_FLEET=1: the variant also runs phase 2 (the fleet at 1 msg/s), for an A/B of that shape
 const VARIANT_FLEET = process.env.BENCH_VARIANT_FLEET === "1";
 const root = new URL("../..", import.meta.url).pathname;
+// as deployed (docker-compose.yml, docs/broker.md "Young generation"); the figures before the sixteenth
+// session were taken with V8's own settings
+const BROKER_FLAGS = (process.env.BENCH_BROKER_FLAGS ?? "--max-semi-space-size=128 --no-allocation-site-pretenuring")
+  .split(" ")
+  .filter(Boolean);
 const payload = Buffer.alloc(200, 0x5a);
 
 interface Target {
@@ -46,7 +53,7 @@ async function startOurs(overrides: Record<string, string> = {}, checkout = root
   const dir = await mkdtemp(join(tmpdir(), "bench-broker-"));
   // BENCH_BROKER_ARGS: extra node flags for the broker process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   const extra = (process.env.BENCH_BROKER_ARGS ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...extra, "--import", "tsx", join(checkout, "broker/src/main.ts")], {
+  const child = spawn(process.execPath, [...BROKER_FLAGS, ...extra, "--import", "tsx", join(checkout, "broker/src/main.ts")], {
     cwd: checkout,
     env: {
       ...process.env,
@@ -124,7 +131,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function connectOne(port: number, clientId: string, clean = true): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const c = mqtt.connect({ host: "127.0.0.1", port, clientId, clean, reconnectPeriod: 0, connectTimeout: 60_000, keepalive: 0 });
+    const c = mqtt.connect({
+      host: "127.0.0.1",
+      port,
+      clientId,
+      clean,
+      reconnectPeriod: 0,
+      connectTimeout: 60_000,
+      keepalive: 0,
+    });
     c.once("connect", () => resolve(c));
     c.once("error", (e) => reject(e));
   });
@@ -201,7 +216,16 @@ async function oneToOne(t: Target, qos: 0 | 1, n: number): Promise<OneToOne> {
 async function idleAndRate(
   t: Target,
   n: number,
-): Promise<{ perConnKb: number; rssMb: number; rate: number; offered: number; lost: number; cpuPct: number; brokerUs: number; connected: number }> {
+): Promise<{
+  perConnKb: number;
+  rssMb: number;
+  rate: number;
+  offered: number;
+  lost: number;
+  cpuPct: number;
+  brokerUs: number;
+  connected: number;
+}> {
   const before = await procStats(t.pid);
   const clients: MqttClient[] = [];
   for (let i = 0; i < n; i += 250) {
@@ -241,7 +265,16 @@ async function idleAndRate(
   // brokerUs: broker CPU per delivered message (over the phase and its 1 s tail)
   const brokerUs = ((c1.cpuTicks - c0.cpuTicks) * 1e4) / Math.max(1, got);
   const lost = offered - got;
-  return { perConnKb, rssMb: after.rssKb / 1024, rate: got / (secs - 1), offered, lost, cpuPct, brokerUs, connected: clients.length };
+  return {
+    perConnKb,
+    rssMb: after.rssKb / 1024,
+    rate: got / (secs - 1),
+    offered,
+    lost,
+    cpuPct,
+    brokerUs,
+    connected: clients.length,
+  };
 }
 
 async function measure(start: () => Promise<Target>, idleN = IDLE) {
@@ -313,21 +346,38 @@ if (ours.idle && mosq.idle)
       ratio(ours.idle.perConnKb, mosq.idle.perConnKb),
     ],
     ["broker RSS with them (MB)", f(ours.idle.rssMb), f(mosq.idle.rssMb), ""],
-    [`${IDLE} clients @1 msg/s QoS ${FLEET_QOS}: delivered msg/s`, f(ours.idle.rate), f(mosq.idle.rate), ratio(ours.idle.rate, mosq.idle.rate)],
+    [
+      `${IDLE} clients @1 msg/s QoS ${FLEET_QOS}: delivered msg/s`,
+      f(ours.idle.rate),
+      f(mosq.idle.rate),
+      ratio(ours.idle.rate, mosq.idle.rate),
+    ],
     ["  not delivered", `${ours.idle.lost}/${ours.idle.offered}`, `${mosq.idle.lost}/${mosq.idle.offered}`, ""],
     ["  broker CPU during it (% of one core)", f(ours.idle.cpuPct), f(mosq.idle.cpuPct), ""],
-    ["  broker CPU µs per delivered msg", f(ours.idle.brokerUs, 1), f(mosq.idle.brokerUs, 1), ratio(ours.idle.brokerUs, mosq.idle.brokerUs)],
+    [
+      "  broker CPU µs per delivered msg",
+      f(ours.idle.brokerUs, 1),
+      f(mosq.idle.brokerUs, 1),
+      ratio(ours.idle.brokerUs, mosq.idle.brokerUs),
+    ],
   );
 if (variant?.idle && mosq.idle)
   rows.push(
-    [`variant, ${IDLE} clients @1 msg/s QoS ${FLEET_QOS}`, f(variant.idle.rate), f(mosq.idle.rate), ratio(variant.idle.rate, mosq.idle.rate)],
+    [
+      `variant, ${IDLE} clients @1 msg/s QoS ${FLEET_QOS}`,
+      f(variant.idle.rate),
+      f(mosq.idle.rate),
+      ratio(variant.idle.rate, mosq.idle.rate),
+    ],
     ["  not delivered", `${variant.idle.lost}/${variant.idle.offered}`, "", ""],
     ["  broker CPU during it (% of one core)", f(variant.idle.cpuPct), "", ""],
     ["  broker CPU µs per delivered msg", f(variant.idle.brokerUs, 1), "", ratio(variant.idle.brokerUs, mosq.idle.brokerUs)],
   );
 const width = [40, 14, 14, 8];
 const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join(" ");
-process.stdout.write(`bench:broker — load average at start ${load}; ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+process.stdout.write(
+  `bench:broker — broker flags "${BROKER_FLAGS.join(" ")}"; load average at start ${load}; ${((Date.now() - t0) / 1000).toFixed(0)} s\n`,
+);
 process.stdout.write(`${line(["", "esp-fleet", "mosquitto", "ratio"])}\n`);
 for (const r of rows) process.stdout.write(`${line(r)}\n`);
 process.stdout.write(`load average at end ${(await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ")}\n`);
