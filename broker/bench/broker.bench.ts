@@ -370,6 +370,12 @@ if (variant?.idle && mosq.idle)
       ratio(variant.idle.rate, mosq.idle.rate),
     ],
     ["  not delivered", `${variant.idle.lost}/${variant.idle.offered}`, "", ""],
+    [
+      "  RSS per idle connection (KB)",
+      f(variant.idle.perConnKb, 1),
+      f(mosq.idle.perConnKb, 1),
+      ratio(variant.idle.perConnKb, mosq.idle.perConnKb),
+    ],
     ["  broker CPU during it (% of one core)", f(variant.idle.cpuPct), "", ""],
     ["  broker CPU µs per delivered msg", f(variant.idle.brokerUs, 1), "", ratio(variant.idle.brokerUs, mosq.idle.brokerUs)],
   );
