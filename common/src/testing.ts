@@ -1,6 +1,7 @@
 /**
- * Test helpers shared by every package's integration tests: a real Aedes broker on an ephemeral port, a
- * throw-away PostgreSQL database on the server named by TEST_DATABASE_URL, and polling.
+ * Test helpers shared by every package's tests: a real Aedes broker on an ephemeral port, a throw-away
+ * PostgreSQL database on the server named by TEST_DATABASE_URL, polling, a free port, and for the tests that
+ * measure what survives the young generation's collections, V8's `gc()` and the old generation's size.
  */
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { randomBytes } from "node:crypto";
